@@ -1,0 +1,141 @@
+"""THE crop geometry: detector keypoints -> similarity transform onto a fixed template -> S x S crop.
+
+Training data (train/prepare.py) and live frames (realtime/) are cropped by this module alone, so the
+students only ever see faces framed the way they learned them. Its inverse pastes a model's output
+back into the frame with a feathered mask. Numpy + OpenCV only (the realtime path never imports torch).
+
+Coordinates: keypoints in image pixels (x, y); the template in crop units ([0, 1] of the crop side).
+BlazeFace keypoint order: right eye, left eye, nose tip, mouth centre, right ear, left ear
+("right" is the subject's right, on the image's left).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+# Eyes, nose tip, mouth centre on the crop, in crop units (nose and mouth at BlazeFace's mean offsets of
+# 0.45 and 0.93 interocular distances below the eyes). Interocular distance 0.28 of the crop side leaves
+# 1.5 interocular distances above the eyes for hair and ~1 below the mouth for the chin, and keeps
+# UTKFace's tight 200 px chips covering ~80% of the crop.
+DEFAULT_TEMPLATE = ((0.36, 0.42), (0.64, 0.42), (0.50, 0.546), (0.50, 0.68))
+KEYPOINTS_USED = 4  # the ears (keypoints 4, 5) are unreliable on turned heads and are not used
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """Everything needed to reproduce a crop; written into every manifest and exported model."""
+
+    size: int = 256
+    template: tuple[tuple[float, float], ...] = DEFAULT_TEMPLATE
+    border: str = "replicate"  # how pixels outside the frame are filled (faces at the frame edge); replicate, since
+    # reflection mirrors eyes and mouths into the margin
+    feather: float = 0.22  # paste-back mask ramp width, in half-crop units
+    version: int = 1
+    name: str = field(default="facefx-v1")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["template"] = [list(p) for p in self.template]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CropSpec":
+        d = dict(d)
+        d["template"] = tuple(tuple(p) for p in d["template"])
+        return cls(**d)
+
+    def with_size(self, size: int) -> "CropSpec":
+        return CropSpec(size=size, template=self.template, border=self.border, feather=self.feather,
+                        version=self.version, name=self.name)
+
+
+_BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT}
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src -> dst (Umeyama 1991).
+
+    src, dst: (K, 2). Returns a 2x3 float64 matrix M with dst ~= M @ [x, y, 1].
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(sig) @ sign) / s.var(0).sum()
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
+
+
+def face_transform(keypoints: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """2x3 matrix mapping image pixels -> crop pixels for one face's keypoints ((6, 2) or (4, 2), pixels)."""
+    kp = np.asarray(keypoints, np.float64)[:KEYPOINTS_USED]
+    template = np.asarray(spec.template, np.float64) * spec.size
+    return similarity_transform(kp, template)
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(m, np.float64))
+
+
+def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine matrix to (K, 2) points."""
+    pts = np.asarray(points, np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def crop(image: np.ndarray, m: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """Warp a uint8 HWC image into the S x S crop; outside the frame is filled per spec.border."""
+    return cv2.warpAffine(image, m, (spec.size, spec.size), flags=cv2.INTER_LINEAR,
+                          borderMode=_BORDERS[spec.border])
+
+
+_MASKS: dict[tuple[int, float], np.ndarray] = {}
+
+
+def feather_mask(spec: CropSpec) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: 1 over the face and hair, smoothly falling to 0 at the crop's edge."""
+    key = (spec.size, spec.feather)
+    if key not in _MASKS:
+        u = (np.arange(spec.size, dtype=np.float32) + 0.5) / spec.size * 2 - 1
+        uu, vv = np.meshgrid(u, u)
+        r = (np.abs(uu) ** 4 + np.abs(vv) ** 4) ** 0.25  # rounded square: keeps hair and chin
+        t = np.clip((0.98 - r) / spec.feather, 0.0, 1.0)
+        _MASKS[key] = (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no visible ramp edge
+    return _MASKS[key]
+
+
+def paste(frame: np.ndarray, face: np.ndarray, m: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """Paste an S x S crop (e.g. a model's output) back into the frame in place, feathered; returns frame.
+
+    Only the bounding box of the crop's footprint is touched, so the rest of the frame is bit-exact.
+    """
+    h, w = frame.shape[:2]
+    s = spec.size
+    corners = apply(invert(m), np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64))
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return frame
+    # Shift the transform so the inverse warp renders only the box [x0, x1) x [y0, y1).
+    m_box = m.copy()
+    m_box[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+    size = (x1 - x0, y1 - y0)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    back = cv2.warpAffine(face, m_box, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(feather_mask(spec), m_box, size, flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)[..., None]
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    frame[y0:y1, x0:x1] = np.clip(region + alpha * (back.astype(np.float32) - region) + 0.5, 0, 255).astype(np.uint8)
+    return frame

@@ -1,0 +1,430 @@
+"""CycleGAN teacher training (Zhu et al. 2017): two face sets (domains A, B) -> a teacher artifact.
+
+Output artifact (kind "teacher"), artifacts/teachers/<effect>/<NNNNN-desc>/:
+  manifest.json       network specs, crop spec, pixel contract, config, progress, metrics
+  G_AB.safetensors, G_BA.safetensors    release weights (fp32), refreshed at every checkpoint
+  checkpoint.pt       resume state: all nets, optimizers, step, RNG (never committed)
+  losses.csv, samples/step_NNNNNN.png   (rows: real A | fake B | rec A || real B | fake A | rec B)
+
+Runs on CPU (bf16 autocast where it is faster), CUDA, and under torchrun with DDP (gloo or nccl).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from facefx import nets
+from facefx.crop import CropSpec
+from facefx.data import JitterSampler, load_domain, to_model
+from facefx.errors import FacefxError
+from facefx.losses import ImagePool, lsgan
+from facefx.manifest import atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest, write_manifest
+from facefx.pixels import PIXEL_CONTRACT, nchw_to_bgr
+from facefx.sheets import grid, save_png
+
+RELEASE_FILES = ("G_AB.safetensors", "G_BA.safetensors")
+SNAPSHOT_FILES = RELEASE_FILES + ("D_A.safetensors", "D_B.safetensors")
+
+
+@dataclass
+class TeacherConfig:
+    effect: str
+    a: list[str]
+    b: list[str]
+    root: str = "artifacts/teachers"
+    size: int = 128
+    ngf: int = 32
+    n_blocks: int = 6
+    ndf: int = 64
+    batch: int = 1
+    iters: int = 40000  # total iterations; lr constant for the first half, then linear decay to 0
+    decay_start: float = 0.5
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lambda_cycle: float = 10.0
+    lambda_idt: float = 0.5  # times lambda_cycle
+    pool: int = 50
+    device: str = "cpu"
+    bf16: bool = True
+    channels_last: bool = False
+    threads: int = 0  # 0: leave torch's default
+    checkpoint_minutes: float = 5.0
+    sample_every: int = 500
+    log_every: int = 50
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = until iters
+    seed: int = 0
+    desc: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def generator_spec(self) -> dict:
+        return {"type": "resnet_generator", "ngf": self.ngf, "n_blocks": self.n_blocks, "n_down": 2,
+                "norm": "instance", "residual": True}
+
+    def discriminator_spec(self) -> dict:
+        return {"type": "patch_discriminator", "ndf": self.ndf, "n_layers": 3, "norm": "instance"}
+
+
+def lr_factor(step: int, cfg: TeacherConfig) -> float:
+    """Constant, then linear decay to zero over the remaining iterations (CycleGAN's schedule)."""
+    start = int(cfg.iters * cfg.decay_start)
+    return 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, cfg.iters - start))
+
+
+class _Dist:
+    def __init__(self, device: str):
+        self.enabled = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        self.rank = dist.get_rank() if self.enabled else 0
+        self.world = dist.get_world_size() if self.enabled else 1
+        self.main = self.rank == 0
+
+    def wrap(self, model: nn.Module, device: str) -> nn.Module:
+        if not self.enabled:
+            return model
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+class CycleGAN:
+    """netG_A: A -> B (G_AB), netG_B: B -> A (G_BA), netD_A judges domain B images, netD_B domain A."""
+
+    def __init__(self, cfg: TeacherConfig, device: torch.device):
+        self.cfg = cfg
+        self.netG_A = nets.build(cfg.generator_spec()).to(device)
+        self.netG_B = nets.build(cfg.generator_spec()).to(device)
+        self.netD_A = nets.build(cfg.discriminator_spec()).to(device)
+        self.netD_B = nets.build(cfg.discriminator_spec()).to(device)
+        for d in (self.netD_A, self.netD_B):
+            for m in d.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.normal_(m.weight, 0.0, 0.02)
+        if cfg.channels_last:
+            for m in self.modules().values():
+                m.to(memory_format=torch.channels_last)
+        gparams = list(self.netG_A.parameters()) + list(self.netG_B.parameters())
+        dparams = list(self.netD_A.parameters()) + list(self.netD_B.parameters())
+        self.opt_G = torch.optim.Adam(gparams, lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.opt_D = torch.optim.Adam(dparams, lr=cfg.lr, betas=(cfg.beta1, 0.999))
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G_AB": self.netG_A, "G_BA": self.netG_B, "D_A": self.netD_A, "D_B": self.netD_B}
+
+    def state(self) -> dict:
+        return {**{k: m.state_dict() for k, m in self.modules().items()},
+                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(state[k])
+        if "opt_G" in state:
+            self.opt_G.load_state_dict(state["opt_G"])
+            self.opt_D.load_state_dict(state["opt_D"])
+
+
+def _autocast(cfg: TeacherConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+
+def train_step(model: CycleGAN, G_A: nn.Module, G_B: nn.Module, D_A: nn.Module, D_B: nn.Module,
+               real_A: torch.Tensor, real_B: torch.Tensor, pools: tuple[ImagePool, ImagePool],
+               cfg: TeacherConfig, device: torch.device) -> dict[str, float]:
+    """One CycleGAN iteration: generators first (discriminators frozen), then both discriminators.
+
+    G_A/G_B/D_A/D_B may be DDP wrappers of model's nets; the frozen-D pass uses the bare modules.
+    """
+    lam_c, lam_i = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_idt
+    # ---- generators
+    for d in (model.netD_A, model.netD_B):
+        d.requires_grad_(False)
+    with _autocast(cfg, device):
+        fake_B = G_A(real_A)
+        rec_A = G_B(fake_B)
+        fake_A = G_B(real_B)
+        rec_B = G_A(fake_A)
+        idt_A = G_A(real_B)  # G_A should leave B images alone
+        idt_B = G_B(real_A)
+        loss_G_A = lsgan(model.netD_A(fake_B), True)
+        loss_G_B = lsgan(model.netD_B(fake_A), True)
+    l1 = nn.functional.l1_loss
+    loss_cycle_A = l1(rec_A.float(), real_A) * lam_c
+    loss_cycle_B = l1(rec_B.float(), real_B) * lam_c
+    loss_idt_A = l1(idt_A.float(), real_B) * lam_i
+    loss_idt_B = l1(idt_B.float(), real_A) * lam_i
+    loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+    model.opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    model.opt_G.step()
+    # ---- discriminators
+    for d in (model.netD_A, model.netD_B):
+        d.requires_grad_(True)
+    fake_B_pool = pools[0].query(fake_B.float())
+    fake_A_pool = pools[1].query(fake_A.float())
+    with _autocast(cfg, device):
+        loss_D_A = 0.5 * (lsgan(D_A(real_B), True) + lsgan(D_A(fake_B_pool), False))
+        loss_D_B = 0.5 * (lsgan(D_B(real_A), True) + lsgan(D_B(fake_A_pool), False))
+    model.opt_D.zero_grad(set_to_none=True)
+    (loss_D_A + loss_D_B).backward()
+    model.opt_D.step()
+    losses = dict(G_A=loss_G_A, G_B=loss_G_B, cycle_A=loss_cycle_A, cycle_B=loss_cycle_B, idt_A=loss_idt_A,
+                  idt_B=loss_idt_B, D_A=loss_D_A, D_B=loss_D_B)
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+# ---- run folder ------------------------------------------------------------------------------------
+def _teacher_manifest(cfg: TeacherConfig, crop: dict, progress: dict, metrics: dict) -> dict:
+    m = new_manifest("teacher", effect=cfg.effect, parent=list(cfg.a) + list(cfg.b),
+                     network={"G_AB": cfg.generator_spec(), "G_BA": cfg.generator_spec(),
+                              "D_A": cfg.discriminator_spec(), "D_B": cfg.discriminator_spec()},
+                     resolution=cfg.size, crop=crop, pixels=PIXEL_CONTRACT,
+                     domains={"A": list(cfg.a), "B": list(cfg.b)},
+                     config=dataclasses.asdict(cfg), progress=progress)
+    m["metrics"] = metrics
+    return m
+
+
+def _check_crops(manifests: list[dict]) -> dict:
+    crops = {json_key(m["crop"]) for m in manifests}
+    if len(crops) != 1:
+        raise FacefxError("the face sets were cropped with different crop specs; prepare them with one facefx version")
+    crop = dict(manifests[0]["crop"])
+    return crop
+
+
+def json_key(d: dict) -> str:
+    import json
+    return json.dumps({k: v for k, v in d.items() if k != "size"}, sort_keys=True)
+
+
+def _sample_sheet(model: CycleGAN, fixed_A: torch.Tensor, fixed_B: torch.Tensor, cfg, device) -> tuple[np.ndarray, float]:
+    """Grid on held-out faces and the input-dependence ratio of fake_B (collapse check)."""
+    rows = []
+    with torch.no_grad(), _autocast(cfg, device):
+        model.netG_A.eval(), model.netG_B.eval()
+        fake_B = model.netG_A(fixed_A).float()
+        rec_A = model.netG_B(fake_B).float()
+        fake_A = model.netG_B(fixed_B).float()
+        rec_B = model.netG_A(fake_A).float()
+        model.netG_A.train(), model.netG_B.train()
+    pieces = [t.cpu().numpy() for t in (fixed_A, fake_B, rec_A, fixed_B, fake_A, rec_B)]
+    imgs = [nchw_to_bgr(p) for p in pieces]
+    for i in range(len(fixed_A)):
+        rows.append([im[i] for im in imgs])
+    spread_in = torch.cdist(fixed_A.flatten(1), fixed_A.flatten(1)).mean()
+    spread_out = torch.cdist(fake_B.flatten(1), fake_B.flatten(1)).mean()
+    return grid(rows, ["real A", "fake B", "rec A", "real B", "fake A", "rec B"]), float(spread_out / spread_in)
+
+
+def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Train (or resume) a teacher; returns the run folder. Stops at cfg.iters or after cfg.max_minutes."""
+    ddp = _Dist(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device if not cfg.device.startswith("cuda") or not ddp.enabled
+                          else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    seed = cfg.seed + 1000 * ddp.rank
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+    # ---- load data
+    man_A, train_A = load_domain(cfg.a, cfg.size, "train")
+    man_B, train_B = load_domain(cfg.b, cfg.size, "train")
+    _, test_A = load_domain(cfg.a, cfg.size, "test")
+    _, test_B = load_domain(cfg.b, cfg.size, "test")
+    crop = _check_crops(man_A + man_B)
+    crop_teacher = CropSpec.from_dict(crop).with_size(cfg.size).to_dict()
+    gen = torch.Generator().manual_seed(seed)
+    sample_A, sample_B = JitterSampler(train_A, cfg.size, gen), JitterSampler(train_B, cfg.size, gen)
+    n_fixed = 6
+    fixed_A = to_model(test_A[torch.linspace(0, len(test_A) - 1, n_fixed).long()]).to(device)
+    fixed_B = to_model(test_B[torch.linspace(0, len(test_B) - 1, n_fixed).long()]).to(device)
+
+    # ---- build networks, or restore them
+    model = CycleGAN(cfg, device)
+    step, elapsed_before = 0, 0.0
+    if resume:
+        run = Path(resume)
+        step, elapsed_before = _restore(model, run, device)
+    else:
+        run = next_run_dir(Path(cfg.root) / cfg.effect, cfg.desc or f"{cfg.size}px-ngf{cfg.ngf}-b{cfg.n_blocks}")
+        if ddp.main:
+            (run / "samples").mkdir(parents=True, exist_ok=True)
+    ddp.barrier()
+    G_A, G_B = ddp.wrap(model.netG_A, cfg.device), ddp.wrap(model.netG_B, cfg.device)
+    D_A, D_B = ddp.wrap(model.netD_A, cfg.device), ddp.wrap(model.netD_B, cfg.device)
+    pools = (ImagePool(cfg.pool, random.Random(seed)), ImagePool(cfg.pool, random.Random(seed + 1)))
+
+    # ---- train
+    t0 = time.time()
+    last_ckpt = t0
+    d_low_streak = 0
+    warnings: list[str] = []
+    log_path = run / "losses.csv"
+    metrics: dict = {}
+    bar = tqdm(total=cfg.iters, initial=step, desc=f"teacher {cfg.effect}", unit="it", disable=not (progress and ddp.main),
+               dynamic_ncols=True)
+    acc: dict[str, float] = {}
+    stop_reason = "done"
+    try:
+        while step < cfg.iters:
+            for group in model.opt_G.param_groups + model.opt_D.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, cfg)
+            real_A = sample_A(cfg.batch).to(device)
+            real_B = sample_B(cfg.batch).to(device)
+            if cfg.channels_last:
+                real_A = real_A.contiguous(memory_format=torch.channels_last)
+                real_B = real_B.contiguous(memory_format=torch.channels_last)
+            losses = train_step(model, G_A, G_B, D_A, D_B, real_A, real_B, pools, cfg, device)
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise FacefxError(f"loss became non-finite at step {step} ({losses}); resume from the last "
+                                  "checkpoint with a lower --lr")
+            step += 1
+            for k, v in losses.items():
+                acc[k] = acc.get(k, 0.0) + v
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                mean = {k: v / cfg.log_every for k, v in acc.items()}
+                acc = {}
+                bar.set_postfix({k: f"{mean[k]:.3f}" for k in ("G_A", "G_B", "cycle_A", "D_A", "D_B")})
+                if ddp.main:
+                    _append_csv(log_path, {"step": step, "lr": cfg.lr * lr_factor(step, cfg),
+                                           "elapsed_s": round(elapsed_before + time.time() - t0, 1), **mean})
+                # Collapse: a discriminator that wins outright for long stops teaching the generator.
+                d_low_streak = d_low_streak + 1 if min(mean["D_A"], mean["D_B"]) < 0.02 else 0
+                if d_low_streak == 10:
+                    _warn(warnings, f"step {step}: a discriminator loss stayed below 0.02 for "
+                                    f"{10 * cfg.log_every} iterations: training may have collapsed", bar)
+            if ddp.main and step % cfg.sample_every == 0:
+                sheet, ratio = _sample_sheet(model, fixed_A, fixed_B, cfg, device)
+                save_png(run / "samples" / f"step_{step:06d}.png", sheet)
+                metrics["output_spread_ratio"] = round(ratio, 4)
+                if ratio < 0.15:
+                    _warn(warnings, f"step {step}: fake_B barely depends on the input (spread ratio {ratio:.2f}): "
+                                    "mode collapse", bar)
+            now = time.time()
+            out_of_time = cfg.max_minutes and (now - t0) / 60 >= cfg.max_minutes
+            if now - last_ckpt >= cfg.checkpoint_minutes * 60 or out_of_time:
+                if ddp.main:
+                    _checkpoint(model, run, cfg, crop_teacher, step, elapsed_before + now - t0, metrics, warnings)
+                last_ckpt = now
+            if out_of_time:
+                stop_reason = "time limit"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+    finally:
+        bar.close()
+    if ddp.main:
+        sheet, ratio = _sample_sheet(model, fixed_A, fixed_B, cfg, device)
+        save_png(run / "samples" / f"step_{step:06d}.png", sheet)
+        metrics["output_spread_ratio"] = round(ratio, 4)
+        _checkpoint(model, run, cfg, crop_teacher, step, elapsed_before + time.time() - t0, metrics, warnings)
+        print(f"{stop_reason} at step {step}/{cfg.iters}; run folder {run}")
+    ddp.barrier()
+    return run
+
+
+def _warn(warnings: list[str], text: str, bar: tqdm) -> None:
+    warnings.append(text)
+    bar.write(f"WARNING {text}")
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _checkpoint(model: CycleGAN, run: Path, cfg: TeacherConfig, crop: dict, step: int, elapsed: float,
+                metrics: dict, warnings: list[str]) -> None:
+    """Resume state (checkpoint.pt) and release weights, each written atomically, then the manifest."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"model": model.state(), "step": step, "elapsed_s": elapsed,
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}},
+               buf)
+    atomic_write_bytes(run / "checkpoint.pt", buf.getvalue())
+    for name, net in (("G_AB", model.netG_A), ("G_BA", model.netG_B)):
+        nets.save_weights(net, run / f"{name}.safetensors")
+    progress = {"step": step, "iters": cfg.iters, "lr_factor": lr_factor(step, cfg),
+                "elapsed_s": round(elapsed, 1), "s_per_iter": round(elapsed / max(step, 1), 3),
+                "images_seen_per_domain": step * cfg.batch * int(os.environ.get("WORLD_SIZE", "1")),
+                "warnings": warnings[-20:]}
+    manifest = _teacher_manifest(cfg, crop, progress, metrics)
+    old = run / "manifest.json"
+    if old.exists():  # keep judge metrics written by other tools
+        manifest["metrics"] = {**read_manifest(run).get("metrics", {}), **metrics}
+    manifest["files"] = hash_files(run, list(RELEASE_FILES))
+    write_manifest(run, manifest)
+
+
+def _restore(model: CycleGAN, run: Path, device: torch.device) -> tuple[int, float]:
+    """From checkpoint.pt (full state) or, on a new machine, a committed fp16 snapshot (weights + step)."""
+    ckpt = run / "checkpoint.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state(state["model"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        return int(state["step"]), float(state["elapsed_s"])
+    manifest = read_manifest(run, kind="teacher")
+    missing = [f for f in SNAPSHOT_FILES if not (run / f).is_file()]
+    if missing:
+        raise FacefxError(f"cannot resume {run}: no checkpoint.pt and no snapshot ({', '.join(missing)} missing)")
+    for name, net in model.modules().items():
+        nets.load_weights(net, run / f"{name}.safetensors")
+    return int(manifest["progress"]["step"]), float(manifest["progress"]["elapsed_s"])
+
+
+def config_from_run(run: str | os.PathLike) -> TeacherConfig:
+    manifest = read_manifest(run, kind="teacher")
+    return TeacherConfig(**manifest["config"])
+
+
+def load_generator(run: str | os.PathLike, direction: str = "AB", device: str = "cpu") -> tuple[nn.Module, dict]:
+    """A teacher generator rebuilt from its folder alone (manifest spec + safetensors), in eval mode."""
+    manifest = read_manifest(run, kind="teacher")
+    name = f"G_{direction}"
+    net = nets.build(manifest["network"][name])
+    nets.load_weights(net, Path(run) / f"{name}.safetensors")
+    return net.to(device).eval(), manifest
+
+
+def snapshot(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Compact, committable copy of a teacher: fp16 G and D weights, manifest (step, schedule); no optimizer."""
+    run, dest = Path(run), Path(dest)
+    manifest = read_manifest(run, kind="teacher")
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("G_AB", "G_BA", "D_A", "D_B"):
+        net = nets.build(manifest["network"][name])
+        net.load_state_dict(state[name])
+        nets.save_weights(net, dest / f"{name}.safetensors", half=True)
+    manifest["files"] = hash_files(dest, list(SNAPSHOT_FILES))
+    manifest["snapshot_of"] = str(run)
+    write_manifest(dest, manifest)
+    return dest

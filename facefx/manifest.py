@@ -1,0 +1,161 @@
+"""Artifact manifests: every artifact is a folder with manifest.json, written atomically.
+
+A manifest carries what the next stage needs (network spec, crop spec, pixel contract) so that no
+option is typed twice, plus provenance (command, parent path and content hash, file hashes) and
+metrics. JSON only: loading a manifest never executes code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from facefx.errors import FacefxError
+
+SCHEMA_VERSION = 1
+KINDS = ("faces", "teacher", "pairs", "student", "export", "judge")
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def content_hash(manifest: dict) -> str:
+    """Hash of an artifact's content: its file hashes (and spec), independent of where it lies."""
+    payload = {k: manifest.get(k) for k in ("kind", "effect", "files", "network", "crop")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def new_manifest(kind: str, effect: str | None = None, parent: str | os.PathLike | None = None,
+                 **fields: Any) -> dict:
+    """A manifest skeleton with provenance filled in; `parent` is the artifact folder this one came from."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "effect": effect,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "parent": None,
+        "files": {},
+        "metrics": {},
+    }
+    if parent is not None:
+        parents = parent if isinstance(parent, (list, tuple)) else [parent]
+        refs = []
+        for p in parents:
+            pm = read_manifest(p)
+            refs.append({"path": str(Path(p)), "kind": pm["kind"], "hash": content_hash(pm)})
+        manifest["parent"] = refs[0] if len(refs) == 1 else refs
+    manifest.update(fields)
+    return manifest
+
+
+def hash_files(folder: str | os.PathLike, names: list[str]) -> dict[str, str]:
+    folder = Path(folder)
+    return {name: sha256_file(folder / name) for name in names}
+
+
+def write_manifest(folder: str | os.PathLike, manifest: dict) -> Path:
+    path = Path(folder) / MANIFEST
+    atomic_write_json(path, manifest)
+    return path
+
+
+def read_manifest(folder: str | os.PathLike, kind: str | None = None) -> dict:
+    """Read an artifact's manifest; a missing folder, missing manifest or wrong kind is a FacefxError."""
+    folder = Path(folder)
+    path = folder / MANIFEST if folder.is_dir() or not folder.suffix else folder
+    if not folder.exists():
+        raise FacefxError(f"{folder} does not exist; pass the folder of an artifact made by an earlier stage")
+    if not path.is_file():
+        raise FacefxError(f"{folder} has no {MANIFEST}; it is not a facefx artifact (was it made by an earlier stage?)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FacefxError(f"{path} is not valid JSON ({err}); re-create the artifact") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise FacefxError(f"{path} has schema version {manifest.get('schema_version')}, expected {SCHEMA_VERSION}")
+    if kind is not None and manifest.get("kind") != kind:
+        raise FacefxError(f"{folder} is a {manifest.get('kind')!r} artifact, expected {kind!r}")
+    return manifest
+
+
+def verify_files(folder: str | os.PathLike, manifest: dict | None = None) -> None:
+    """Check every file hash in the manifest; raise FacefxError naming the first file that differs."""
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    for name, digest in manifest.get("files", {}).items():
+        p = folder / name
+        if not p.is_file():
+            raise FacefxError(f"{p} is listed in the manifest but missing; re-create the artifact")
+        if sha256_file(p) != digest:
+            raise FacefxError(f"{p} does not match its manifest hash (edited or corrupt); re-create the artifact")
+
+
+def next_run_dir(root: str | os.PathLike, desc: str) -> Path:
+    """Numbered, append-only run folder name under root: root/00007-desc (not created)."""
+    root = Path(root)
+    numbers = [int(m.group(1)) for p in root.glob("*") if (m := re.match(r"^(\d{5})-", p.name))]
+    return root / f"{max(numbers, default=-1) + 1:05d}-{desc}"
+
+
+def latest_run_dir(root: str | os.PathLike) -> Path | None:
+    """The highest-numbered finished run under root (one with a manifest), or None."""
+    root = Path(root)
+    runs = sorted(p for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*") if (p / MANIFEST).is_file())
+    return runs[-1] if runs else None
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Build an artifact in a hidden temp folder and rename it into place only when complete.
+
+    On any error (or Ctrl-C) the temp folder is removed, so nothing half-written is left on disk.
+    """
+    final = Path(final)
+    if final.exists():
+        raise FacefxError(f"{final} already exists; choose another name or remove it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
