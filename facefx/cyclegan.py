@@ -407,11 +407,7 @@ def config_from_run(run: str | os.PathLike) -> TeacherConfig:
 
 def load_generator(run: str | os.PathLike, direction: str = "AB", device: str = "cpu") -> tuple[nn.Module, dict]:
     """A teacher generator rebuilt from its folder alone (manifest spec + safetensors), in eval mode."""
-    manifest = read_manifest(run, kind="teacher")
-    name = f"G_{direction}"
-    net = nets.build(manifest["network"][name])
-    nets.load_weights(net, Path(run) / f"{name}.safetensors")
-    return net.to(device).eval(), manifest
+    return nets.load_from_artifact(run, f"G_{direction}", kind="teacher", device=device)
 
 
 def snapshot(run: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -203,3 +203,22 @@ def count_macs(model: nn.Module, size: int) -> int:
     for h in hooks:
         h.remove()
     return total
+
+
+def load_from_artifact(folder: str | Path, name: str, kind: str | None = None,
+                       device: str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild network `name` of an artifact from its folder alone: manifest["network"][name] + <name>.safetensors.
+
+    Returns the network in eval mode and the manifest.
+    """
+    from facefx.errors import FacefxError
+    from facefx.manifest import read_manifest
+
+    folder = Path(folder)
+    manifest = read_manifest(folder, kind=kind)
+    spec = manifest.get("network", {}).get(name)
+    weights = folder / f"{name}.safetensors"
+    if spec is None or not weights.is_file():
+        raise FacefxError(f"{folder} has no network {name!r} (spec or {weights.name} missing)")
+    net = load_weights(build(spec), weights)
+    return net.to(device).eval(), manifest
