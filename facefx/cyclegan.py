@@ -261,13 +261,17 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
     # ---- build networks, or restore them
     model = CycleGAN(cfg, device)
     step, elapsed_before = 0, 0.0
+    run = next_run_dir(Path(cfg.root) / cfg.effect, cfg.desc or f"{cfg.size}px-ngf{cfg.ngf}-b{cfg.n_blocks}")
     if resume:
-        run = Path(resume)
-        step, elapsed_before = _restore(model, run, device)
-    else:
-        run = next_run_dir(Path(cfg.root) / cfg.effect, cfg.desc or f"{cfg.size}px-ngf{cfg.ngf}-b{cfg.n_blocks}")
-        if ddp.main:
-            (run / "samples").mkdir(parents=True, exist_ok=True)
+        step, elapsed_before = _restore(model, Path(resume), device)
+        if (Path(resume) / "checkpoint.pt").is_file():
+            run = Path(resume)  # continue in place; a committed snapshot instead seeds a new run folder
+    if ddp.enabled:  # every rank uses rank 0's folder name
+        shared = [str(run)]
+        dist.broadcast_object_list(shared, src=0)
+        run = Path(shared[0])
+    if ddp.main:
+        (run / "samples").mkdir(parents=True, exist_ok=True)
     ddp.barrier()
     G_A, G_B = ddp.wrap(model.netG_A, cfg.device), ddp.wrap(model.netG_B, cfg.device)
     D_A, D_B = ddp.wrap(model.netD_A, cfg.device), ddp.wrap(model.netD_B, cfg.device)

@@ -1,0 +1,64 @@
+"""Distil a compact Pix2Pix student: pairs artifact -> artifacts/students/<effect>/<NNNNN-desc>/.
+
+    python distill/student.py --pairs artifacts/pairs/age/00000-AB-256px
+    python distill/student.py --resume artifacts/students/age/00000-256px-w8 --max-minutes 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from facefx.errors import cli_main  # noqa: E402
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    from facefx.distill import StudentConfig, student_config_from_run, train_student
+    from facefx.errors import FacefxError
+
+    d = StudentConfig(pairs="")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--pairs", help="pairs artifact folder (distill/pairs.py)")
+    ap.add_argument("--resume", type=Path, help="continue a student run folder")
+    ap.add_argument("--root", default=d.root, help="where student runs are created")
+    ap.add_argument("--widths", default=",".join(map(str, d.widths)), help="channels per U-Net level, comma-separated")
+    ap.add_argument("--n-blocks", type=int, default=d.n_blocks, help="bottleneck residual blocks")
+    ap.add_argument("--norm", choices=["batch", "none"], default=d.norm, help="normalization (folded at export)")
+    ap.add_argument("--batch", type=int, default=d.batch, help="pairs per iteration")
+    ap.add_argument("--iters", type=int, default=d.iters, help="total iterations (lr decays over the second half)")
+    ap.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    ap.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="L1-to-teacher weight")
+    ap.add_argument("--lambda-fm", type=float, default=d.lambda_fm, help="discriminator feature-matching weight")
+    ap.add_argument("--lambda-gan", type=float, default=d.lambda_gan, help="conditional GAN weight")
+    ap.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    ap.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
+    ap.add_argument("--device", default=d.device, help="cpu or cuda")
+    ap.add_argument("--sample-every", type=int, default=d.sample_every, help="sample grid interval")
+    ap.add_argument("--eval-every", type=int, default=d.eval_every, help="held-out evaluation interval")
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop with a checkpoint after this long (0: never)")
+    ap.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    args = ap.parse_args(argv)
+    if args.resume:
+        cfg = dataclasses.replace(student_config_from_run(args.resume), max_minutes=args.max_minutes,
+                                  threads=args.threads, device=args.device)
+        run = train_student(cfg, resume=args.resume)
+    else:
+        if not args.pairs:
+            raise FacefxError("pass --pairs PAIRS_FOLDER (from distill/pairs.py) or --resume RUN")
+        cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
+                            n_blocks=args.n_blocks, norm=args.norm, batch=args.batch, iters=args.iters, lr=args.lr,
+                            lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
+                            bf16=not args.no_bf16, threads=args.threads, device=args.device,
+                            sample_every=args.sample_every, eval_every=args.eval_every,
+                            max_minutes=args.max_minutes, seed=args.seed)
+        run = train_student(cfg)
+    print(f"next: python export/export.py --student {run}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,429 @@
+"""Distillation: a teacher labels real faces (pairs), and a compact Pix2Pix student learns from the pairs.
+
+pairs:   teacher artifact -> artifacts/pairs/<effect>/<NNNNN-desc>/ (kind "pairs")
+         inputs.npy, targets.npy (N, S, S, 3) uint8 RGB training pairs (with webcam-like augmentations),
+         test_inputs.npy, test_targets.npy from held-out faces, manifest (teacher, counts, sharpness, drops)
+student: pairs artifact -> artifacts/students/<effect>/<NNNNN-desc>/ (kind "student")
+         G.safetensors (+ checkpoint.pt for resume), samples/, losses.csv, manifest (spec, crop, metrics)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from facefx import nets
+from facefx.crop import CropSpec
+from facefx.cyclegan import load_generator
+from facefx.data import read_crops
+from facefx.errors import FacefxError
+from facefx.losses import lsgan
+from facefx.manifest import (atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest, staged_dir,
+                             write_manifest)
+from facefx.metrics import psnr, sharpness, ssim
+from facefx.pixels import PIXEL_CONTRACT, nchw_to_rgb, rgb_to_nchw
+from facefx.prepare import load_faces
+from facefx.sheets import grid, save_png
+
+
+# ---- webcam-like augmentation ------------------------------------------------------------------------------
+def augment_webcam(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a live crop looks like: small shift/rotation/scale of the framing, exposure and white balance,
+    blur, sensor noise and JPEG. uint8 RGB (S, S, 3) -> same."""
+    s = rgb.shape[0]
+    angle = rng.uniform(-8, 8)
+    scale = rng.uniform(0.93, 1.07)
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale)
+    m[:, 2] += rng.uniform(-0.04, 0.04, 2) * s
+    out = cv2.warpAffine(rgb, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    out = out * rng.uniform(0.75, 1.25) * rng.uniform(0.92, 1.08, 3) + rng.uniform(-15, 15)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.3))
+    if rng.random() < 0.5:
+        out = out + rng.normal(0, rng.uniform(1, 6), out.shape)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 90))])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+# ---- teacher labelling ---------------------------------------------------------------------------------------
+class TeacherLabeler:
+    """Runs a teacher generator at its own resolution and returns targets at the student's resolution.
+
+    Where the teacher is smaller than the student, target = input + upsample(teacher(x_low) - x_low): the
+    teacher's change at low resolution, the input's detail at full resolution.
+    """
+
+    def __init__(self, teacher_run: str | os.PathLike, direction: str = "AB", device: str = "cpu"):
+        self.net, self.manifest = load_generator(teacher_run, direction, device)
+        self.res = int(self.manifest["resolution"])
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, inputs_rgb: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N, S, S, 3) -> uint8 RGB (N, S, S, 3) targets."""
+        x = torch.from_numpy(rgb_to_nchw(inputs_rgb)).to(self.device)  # (N, 3, S, S) RGB [-1, 1]
+        s = x.shape[-1]
+        low = x if s == self.res else F.interpolate(x, size=(self.res, self.res), mode="bilinear", antialias=True,
+                                                     align_corners=False)
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
+            fake = self.net(low).float()
+        delta = fake - low
+        if s != self.res:
+            delta = F.interpolate(delta, size=(s, s), mode="bicubic", align_corners=False)
+        return nchw_to_rgb((x + delta).clamp(-1, 1).cpu().numpy())
+
+
+@dataclass
+class PairsConfig:
+    teacher: str
+    direction: str = "AB"
+    faces: list[str] | None = None  # default: the teacher's source-domain face sets
+    root: str = "artifacts/pairs"
+    size: int = 256
+    augment: int = 2  # augmented variants per face, besides the face itself
+    batch: int = 16
+    judge_filter: bool = True
+    seed: int = 0
+    max_faces: int = 0  # 0 = all
+
+
+# A judge-based check that the teacher really did its job on a pair: name -> (judge, pass test, description).
+JUDGE_CHECKS: dict[tuple[str, str], tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = {
+    ("age", "AB"): ("age", lambda before, after: after - before >= 5.0, "age judge saw < 5 years of ageing"),
+    ("age", "BA"): ("age", lambda before, after: before - after >= 5.0, "age judge saw < 5 years of rejuvenation"),
+    ("gender", "AB"): ("gender", lambda before, after: after >= 0.5, "gender judge still saw a man"),
+    ("gender", "BA"): ("gender", lambda before, after: after < 0.5, "gender judge still saw a woman"),
+    ("style", "AB"): ("anime", lambda before, after: after >= 0.5, "anime judge did not see a drawing"),
+}
+
+
+def _judge_check(effect: str, direction: str):
+    """The judge check for this effect, or None when no judge is installed (reported in the manifest)."""
+    check = JUDGE_CHECKS.get((effect, direction))
+    if check is None:
+        return None
+    try:
+        from facefx.judges import load_judge
+
+        return load_judge(check[0]), check[1], check[2]
+    except (ImportError, FacefxError):
+        return None
+
+
+def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
+    """Label faces with the teacher; returns the pairs artifact folder."""
+    teacher_m = read_manifest(cfg.teacher, kind="teacher")
+    effect = teacher_m["effect"]
+    labeler = TeacherLabeler(cfg.teacher, cfg.direction)
+    domain = "A" if cfg.direction == "AB" else "B"
+    face_sets = cfg.faces or teacher_m["domains"][domain]
+    rng = np.random.default_rng(cfg.seed)
+    judge = _judge_check(effect, cfg.direction) if cfg.judge_filter else None
+    out = next_run_dir(Path(cfg.root) / effect, f"{cfg.direction}-{cfg.size}px")
+    counts: dict[str, int] = {}
+    drops: dict[str, int] = {}
+    sharp: list[float] = []
+    with staged_dir(out) as tmp:
+        for split in ("train", "test"):
+            paths = [p for f in face_sets for p in load_faces(f, split)[1]]
+            if cfg.max_faces:
+                paths = paths[: cfg.max_faces if split == "train" else max(2, cfg.max_faces // 4)]
+            variants = 1 + (cfg.augment if split == "train" else 0)
+            n = len(paths) * variants
+            prefix = "" if split == "train" else "test_"
+            inputs = np.lib.format.open_memmap(tmp / f"{prefix}inputs.npy", "w+", np.uint8, (n, cfg.size, cfg.size, 3))
+            targets = np.lib.format.open_memmap(tmp / f"{prefix}targets.npy", "w+", np.uint8, (n, cfg.size, cfg.size, 3))
+            keep = np.ones(n, bool)
+            k = 0
+            for start in tqdm(range(0, len(paths), cfg.batch), desc=f"pairs {effect} {split}", unit="batch",
+                              disable=not progress):
+                faces = read_crops(paths[start:start + cfg.batch], cfg.size)[..., ::-1]  # BGR -> RGB
+                batch = [f for face in faces for f in
+                         [face] + [augment_webcam(face, rng) for _ in range(variants - 1)]]
+                batch = np.ascontiguousarray(np.stack(batch))
+                labels = labeler(batch)
+                inputs[k:k + len(batch)], targets[k:k + len(batch)] = batch, labels
+                if judge is not None and split == "train":
+                    model, passes, why = judge
+                    ok = passes(model.predict(torch.from_numpy(rgb_to_nchw(batch))),
+                                model.predict(torch.from_numpy(rgb_to_nchw(labels))))
+                    keep[k:k + len(batch)] = ok
+                    drops[why] = drops.get(why, 0) + int((~ok).sum())
+                sharp += [sharpness(t) / max(sharpness(i), 1e-6) for i, t in zip(batch[::4], labels[::4])]
+                k += len(batch)
+            inputs.flush(), targets.flush()
+            del inputs, targets
+            if not keep.all():  # rewrite without the dropped pairs
+                for name in (f"{prefix}inputs.npy", f"{prefix}targets.npy"):
+                    arr = np.load(tmp / name)[keep]
+                    np.save(tmp / name, arr)
+            counts[split] = int(keep.sum())
+        if counts["train"] == 0:
+            raise FacefxError("the judge rejected every pair: the teacher has not learned the effect yet; "
+                              "train it longer or pass --no-judge-filter")
+        manifest = new_manifest(
+            "pairs", effect=effect, parent=cfg.teacher, direction=cfg.direction, face_sets=list(face_sets),
+            resolution=cfg.size, teacher_resolution=labeler.res,
+            target_rule="input + upsample(teacher(x_low) - x_low)" if labeler.res != cfg.size else "teacher(input)",
+            crop=CropSpec.from_dict(teacher_m["crop"]).with_size(cfg.size).to_dict(), pixels=PIXEL_CONTRACT,
+            config=dataclasses.asdict(cfg),
+            counts={**counts, "dropped": drops, "judge": "on" if judge else "unavailable or off"})
+        manifest["metrics"] = {"target_sharpness_ratio_median": round(float(np.median(sharp)), 3),
+                               "target_sharpness_ratio_p10": round(float(np.percentile(sharp, 10)), 3)}
+        manifest["files"] = hash_files(tmp, ["inputs.npy", "targets.npy", "test_inputs.npy", "test_targets.npy"])
+        write_manifest(tmp, manifest)
+    return out
+
+
+# ---- student ----------------------------------------------------------------------------------------------------
+@dataclass
+class StudentConfig:
+    pairs: str
+    root: str = "artifacts/students"
+    widths: tuple[int, ...] = (8, 16, 32, 64, 128)
+    n_blocks: int = 2
+    norm: str = "batch"
+    batch: int = 8
+    iters: int = 6000
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lambda_l1: float = 100.0
+    lambda_fm: float = 10.0  # discriminator feature matching (pix2pixHD): a perceptual loss with no pretrained net
+    lambda_gan: float = 1.0
+    ndf: int = 32
+    bf16: bool = True
+    threads: int = 0
+    device: str = "cpu"
+    checkpoint_minutes: float = 5.0
+    sample_every: int = 500
+    eval_every: int = 1000
+    max_minutes: float = 0.0
+    seed: int = 0
+    desc: str = ""
+
+    def generator_spec(self) -> dict:
+        return {"type": "student_generator", "widths": list(self.widths), "n_blocks": self.n_blocks, "norm": self.norm,
+                "up_kernel": 1}
+
+    def discriminator_spec(self) -> dict:
+        # Conditional PatchGAN: judges (input, output) pairs stacked on channels.
+        return {"type": "patch_discriminator", "in_ch": 6, "ndf": self.ndf, "n_layers": 3, "norm": "instance"}
+
+
+class _Pairs:
+    def __init__(self, folder: Path, prefix: str = ""):
+        self.inputs = np.load(folder / f"{prefix}inputs.npy", mmap_mode="r")
+        self.targets = np.load(folder / f"{prefix}targets.npy", mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, idx: np.ndarray, flip: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.sort(idx)
+        a, b = np.asarray(self.inputs[idx]), np.asarray(self.targets[idx])
+        if flip is not None:
+            a = np.where(flip[:, None, None, None], a[:, :, ::-1], a)
+            b = np.where(flip[:, None, None, None], b[:, :, ::-1], b)
+        return torch.from_numpy(rgb_to_nchw(np.ascontiguousarray(a))), torch.from_numpy(rgb_to_nchw(np.ascontiguousarray(b)))
+
+
+def _features(netD: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Activations after each LeakyReLU of a PatchDiscriminator (for feature matching) and its output."""
+    feats = []
+    for layer in netD.net:
+        x = layer(x)
+        if isinstance(layer, nn.LeakyReLU):
+            feats.append(x)
+    return feats + [x]
+
+
+def evaluate_student(net: nn.Module, pairs: _Pairs, limit: int = 64) -> dict:
+    """Student vs teacher target on held-out pairs: PSNR (dB) and SSIM."""
+    net.eval()
+    ps, ss = [], []
+    with torch.no_grad():
+        for start in range(0, min(len(pairs), limit), 8):
+            idx = np.arange(start, min(start + 8, len(pairs), limit))
+            x, y = pairs.batch(idx)
+            out = net(x).numpy()
+            for o, t in zip(nchw_to_rgb(out), nchw_to_rgb(y.numpy())):
+                ps.append(psnr(rgb_to_nchw(o), rgb_to_nchw(t)))
+                ss.append(ssim(o, t))
+    net.train()
+    return {"psnr_vs_teacher_db": round(float(np.mean(ps)), 2), "ssim_vs_teacher": round(float(np.mean(ss)), 4),
+            "eval_faces": len(ps)}
+
+
+def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Distil a student from a pairs artifact (or resume a run); returns the run folder."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = torch.device(cfg.device)
+    pairs_dir = Path(cfg.pairs)
+    pairs_m = read_manifest(pairs_dir, kind="pairs")
+    train, test = _Pairs(pairs_dir), _Pairs(pairs_dir, "test_")
+    size = int(pairs_m["resolution"])
+    # ---- build networks
+    netG = nets.build(cfg.generator_spec()).to(device)
+    netD = nets.build(cfg.discriminator_spec()).to(device)
+    for m in netD.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+    opt_G = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_D = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    step, elapsed_before = 0, 0.0
+    if resume:
+        run = Path(resume)
+        state = torch.load(run / "checkpoint.pt", map_location=device, weights_only=True)
+        netG.load_state_dict(state["G"]), netD.load_state_dict(state["D"])
+        opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        rng = np.random.default_rng(cfg.seed + step)
+    else:
+        run = next_run_dir(Path(cfg.root) / pairs_m["effect"], cfg.desc or f"{size}px-w{cfg.widths[0]}")
+        (run / "samples").mkdir(parents=True)
+    macs, params = nets.count_macs(netG, size), nets.count_params(netG)
+    print(f"student: {macs / 1e9:.3f} GMAC at {size}x{size}, {params / 1e6:.3f} M parameters")
+    fixed = np.linspace(0, len(test) - 1, min(6, len(test))).astype(int)
+
+    def lr_at(s: int) -> float:  # constant for half, then linear decay (as the teachers)
+        half = cfg.iters // 2
+        return cfg.lr * (1.0 if s < half else max(0.0, 1 - (s - half) / max(1, cfg.iters - half)))
+
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    t0 = time.time()
+    last_ckpt = t0
+    metrics: dict = {}
+    acc: dict[str, float] = {}
+    bar = tqdm(total=cfg.iters, initial=step, desc=f"student {pairs_m['effect']}", unit="it", disable=not progress)
+    try:
+        while step < cfg.iters:
+            for g in opt_G.param_groups + opt_D.param_groups:
+                g["lr"] = lr_at(step)
+            real_A, real_B = train.batch(rng.integers(0, len(train), cfg.batch), rng.random(cfg.batch) < 0.5)
+            real_A, real_B = real_A.to(device), real_B.to(device)  # (B, 3, S, S) RGB [-1, 1]: input, teacher target
+            # ---- generator: L1 to the teacher's target + feature matching + conditional GAN
+            netD.requires_grad_(False)
+            with torch.autocast(**amp):
+                fake_B = netG(real_A)
+                feats_fake = _features(netD, torch.cat([real_A, fake_B], 1))
+                with torch.no_grad():
+                    feats_real = _features(netD, torch.cat([real_A, real_B], 1))
+            loss_G_GAN = lsgan(feats_fake[-1], True) * cfg.lambda_gan
+            loss_G_L1 = F.l1_loss(fake_B.float(), real_B) * cfg.lambda_l1
+            loss_G_FM = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(feats_fake[:-1], feats_real[:-1])) \
+                * cfg.lambda_fm / (len(feats_fake) - 1)
+            loss_G = loss_G_GAN + loss_G_L1 + loss_G_FM
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
+            # ---- discriminator
+            netD.requires_grad_(True)
+            with torch.autocast(**amp):
+                loss_D = 0.5 * (lsgan(netD(torch.cat([real_A, real_B], 1)), True)
+                                + lsgan(netD(torch.cat([real_A, fake_B.detach()], 1)), False))
+            opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            opt_D.step()
+            losses = {k: float(v.detach()) for k, v in
+                      {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "G_FM": loss_G_FM, "D": loss_D}.items()}
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise FacefxError(f"student loss became non-finite at step {step}; resume with a lower --lr")
+            step += 1
+            bar.update(1)
+            for k, v in losses.items():
+                acc[k] = acc.get(k, 0.0) + v
+            if step % 50 == 0:
+                mean = {k: v / 50 for k, v in acc.items()}
+                acc = {}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items()})
+                _append_csv(run / "losses.csv", {"step": step, "elapsed_s": round(elapsed_before + time.time() - t0, 1),
+                                                 **mean})
+            if step % cfg.sample_every == 0 or step == cfg.iters:
+                _student_sheet(netG, test, fixed, run / "samples" / f"step_{step:06d}.png")
+            if step % cfg.eval_every == 0 or step == cfg.iters:
+                metrics = evaluate_student(netG, test)
+                bar.write(f"step {step}: {metrics}")
+            now = time.time()
+            out_of_time = cfg.max_minutes and (now - t0) / 60 >= cfg.max_minutes
+            if now - last_ckpt > cfg.checkpoint_minutes * 60 or out_of_time:
+                _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + now - t0,
+                                    metrics, macs, params)
+                last_ckpt = now
+            if out_of_time:
+                break
+    except KeyboardInterrupt:
+        bar.write("interrupted: saving a checkpoint")
+    finally:
+        bar.close()
+    if not metrics or step % cfg.eval_every:
+        metrics = evaluate_student(netG, test)
+    _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + time.time() - t0,
+                        metrics, macs, params)
+    print(f"step {step}/{cfg.iters}: {metrics}; run folder {run}")
+    return run
+
+
+def _student_sheet(netG: nn.Module, test: _Pairs, idx: np.ndarray, path: Path) -> None:
+    x, y = test.batch(idx)
+    netG.eval()
+    with torch.no_grad():
+        out = netG(x).numpy()
+    netG.train()
+    cols = [nchw_to_rgb(a)[..., ::-1] for a in (x.numpy(), y.numpy(), out)]
+    save_png(path, grid([[c[i] for c in cols] for i in range(len(idx))], ["input", "teacher", "student"], cell=160))
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,
+                        elapsed: float, metrics: dict, macs: int, params: int) -> None:
+    buf = io.BytesIO()
+    torch.save({"G": netG.state_dict(), "D": netD.state_dict(), "opt_G": opt_G.state_dict(),
+                "opt_D": opt_D.state_dict(), "step": step, "elapsed_s": elapsed}, buf)
+    atomic_write_bytes(run / "checkpoint.pt", buf.getvalue())
+    nets.save_weights(netG, run / "G.safetensors")
+    size = int(pairs_m["resolution"])
+    manifest = new_manifest(
+        "student", effect=pairs_m["effect"], parent=cfg.pairs, network={"G": cfg.generator_spec()},
+        resolution=size, crop=pairs_m["crop"], pixels=PIXEL_CONTRACT, direction=pairs_m.get("direction"),
+        config={**dataclasses.asdict(cfg), "widths": list(cfg.widths)},
+        progress={"step": step, "iters": cfg.iters, "elapsed_s": round(elapsed, 1),
+                  "s_per_iter": round(elapsed / max(step, 1), 3)},
+        cost={"macs": macs, "gmac": round(macs / 1e9, 4), "params": params})
+    manifest["metrics"] = dict(metrics)
+    manifest["files"] = hash_files(run, ["G.safetensors"])
+    write_manifest(run, manifest)
+
+
+def student_config_from_run(run: str | os.PathLike) -> StudentConfig:
+    cfg = dict(read_manifest(run, kind="student")["config"])
+    cfg["widths"] = tuple(cfg["widths"])
+    return StudentConfig(**cfg)

@@ -1,0 +1,366 @@
+"""Judges: small CNNs that measure what an effect did (age in years, P(female), P(anime)).
+
+Input artifacts: face sets (artifacts/faces/<name>/, kind "faces") in THE crop geometry; only their
+'train' split is trained on, their 'test' split is what each judge reports its own accuracy on.
+Output artifact (kind "judge"), judges/<name>/ (committed, < 2 MB):
+  manifest.json      network spec ({"judge": {"type": "judge_cnn", ...}}), target, resolution, crop, pixel
+                     contract, training config, held-out metrics
+  judge.safetensors  weights
+
+    from facefx.judges import load_judge
+    age = load_judge("age").predict(x)      # x: (N, 3, S, S) float32 RGB [-1, 1], any S -> (N,) years
+
+Trained from scratch (no pretrained weights exist offline), at 64 px, on CPU in minutes: good enough to
+tell a 25-year-old from a 70-year-old or a photo from a drawing, not a face-analysis product. Torch only;
+the realtime path never imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facefx import nets
+from facefx.crop import CropSpec
+from facefx.errors import FacefxError
+from facefx.manifest import hash_files, new_manifest, read_manifest, staged_dir, verify_files, write_manifest
+from facefx.pixels import PIXEL_CONTRACT
+
+JUDGES_DIR = Path(__file__).resolve().parents[1] / "judges"
+WEIGHTS = "judge.safetensors"
+# What each judge predicts: its output's meaning, and how a raw network output becomes it.
+TARGETS = {
+    "age": {"unit": "years", "kind": "regression"},
+    "gender": {"unit": "P(female)", "kind": "binary"},
+    "anime": {"unit": "P(anime)", "kind": "binary"},
+}
+
+
+# ---- network ----------------------------------------------------------------------------------------
+class JudgeNet(nn.Module):
+    """VGG-like CNN: (B, 3, S, S) RGB [-1, 1] -> (B,) one raw output (logit, or age via out_scale/out_bias).
+
+    A 3x3 stem, then per width a stride-2 conv and a conv (BatchNorm, ReLU), global average pooling,
+    dropout, linear. ~45 MMAC and ~0.3 M parameters at 64 px with the default widths.
+    """
+
+    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.2,
+                 out_scale: float = 1.0, out_bias: float = 0.0):
+        super().__init__()
+
+        def cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+        widths = list(widths)
+        layers = cbr(3, widths[0])
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += cbr(a, b, stride=2) + cbr(b, b)
+        self.features = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[-1], 1)
+        # Regression judges start at the mean target (out_bias) with a sensible spread (out_scale).
+        self.out_scale, self.out_bias = float(out_scale), float(out_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x).mean((2, 3))
+        return self.fc(self.drop(h)).squeeze(1) * self.out_scale + self.out_bias
+
+
+# Judge networks rebuild through facefx.nets (build / load_from_artifact), like every other network.
+nets.NETWORKS.setdefault("judge_cnn", JudgeNet)
+
+
+# ---- loading and predicting ---------------------------------------------------------------------------
+class Judge:
+    """A loaded judge: `.predict(x)` on (N, 3, S, S) float32 RGB [-1, 1] at any S -> np.ndarray (N,)."""
+
+    def __init__(self, net: nn.Module, manifest: dict, folder: Path):
+        self.net = net.eval()
+        self.manifest = manifest
+        self.folder = folder
+        self.name = str(manifest["target"])
+        self.size = int(manifest["resolution"])
+        self.unit = TARGETS[self.name]["unit"]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor | np.ndarray, batch: int = 256, tta: bool = True) -> np.ndarray:
+        """Age in years (age judge), P(female) (gender), or P(anime) (anime), one value per image.
+
+        tta: also judge the mirrored face and average (judges are trained on flips, so this only reduces noise).
+        """
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if x.ndim != 4 or x.shape[1] != 3 or x.dtype != torch.float32:
+            raise FacefxError(f"judge {self.name!r} takes float32 (N, 3, S, S) RGB [-1, 1]; got "
+                              f"{x.dtype} {tuple(x.shape)}")
+        outs = []
+        for i in range(0, len(x), batch):
+            xb = resize(x[i:i + batch].cpu(), self.size)
+            y = self.net(xb)
+            if tta:
+                y = 0.5 * (y + self.net(xb.flip(-1)))
+            outs.append(y)
+        y = torch.cat(outs) if outs else torch.zeros(0)
+        if TARGETS[self.name]["kind"] == "binary":
+            y = torch.sigmoid(y)
+        return y.float().numpy()
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, S, S) -> (N, 3, size, size), antialiased: how a judge sees a crop of any size."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def judge_dir(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """judges/<name> of this checkout (or of root); an existing folder path is taken as is."""
+    p = Path(name)
+    if p.is_dir() and (p / "manifest.json").is_file():
+        return p
+    return Path(root or JUDGES_DIR) / str(name)
+
+
+def load_judge(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Judge:
+    """Load judge `name` ("age", "gender", "anime", or a judge folder); refuse it if its files were changed."""
+    folder = judge_dir(name, root)
+    if not (folder / "manifest.json").is_file():
+        known = sorted(p.name for p in Path(root or JUDGES_DIR).glob("*") if (p / "manifest.json").is_file())
+        raise FacefxError(f"no judge {str(name)!r} at {folder}; known judges: {', '.join(known) or 'none'} "
+                          "(train them with benchmarks/judges.py)")
+    manifest = read_manifest(folder, kind="judge")
+    verify_files(folder, manifest)
+    net, manifest = nets.load_from_artifact(folder, "judge", kind="judge")
+    return Judge(net, manifest, folder)
+
+
+# ---- training data --------------------------------------------------------------------------------------
+@dataclass
+class LabelledFaces:
+    """uint8 RGB (N, 3, S, S) faces with float targets, and per-item group names for reporting."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    groups: list[str]
+    class_of: torch.Tensor  # int class per item for balanced sampling (0 for regression)
+    items: list[dict]  # the faces manifests' items (labels such as age, gender)
+
+
+def load_labelled(sources: Sequence[tuple[str, Callable[[dict], float | None], str]], split: str, size: int,
+                  max_per_source: int | None = None) -> LabelledFaces:
+    """Faces of `split` from (faces folder, item -> target or None to skip, group name) sources."""
+    from facefx.data import read_crops
+
+    paths, targets, groups, all_items = [], [], [], []
+    for folder, target_of, group in sources:
+        manifest = read_manifest(folder, kind="faces")
+        items = [i for i in manifest["items"] if i["split"] == split]
+        kept = [(i, target_of(i)) for i in items]
+        kept = [(i, t) for i, t in kept if t is not None]
+        if max_per_source and len(kept) > max_per_source:
+            # An even, deterministic subsample (the manifests are sorted by file name).
+            kept = [kept[j] for j in np.linspace(0, len(kept) - 1, max_per_source).round().astype(int)]
+        paths += [Path(folder) / i["file"] for i, _ in kept]
+        targets += [float(t) for _, t in kept]
+        groups += [group] * len(kept)
+        all_items += [i for i, _ in kept]
+    if not paths:
+        raise FacefxError(f"no labelled faces in the {split!r} split of {[s[0] for s in sources]}")
+    rgb = read_crops(paths, size)[..., ::-1]  # BGR -> RGB, (N, S, S, 3)
+    images = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
+    t = torch.tensor(targets, dtype=torch.float32)
+    return LabelledFaces(images, t, groups, t.round().long().clamp(0, 1), all_items)
+
+
+def jitter(x: torch.Tensor, g: torch.Generator, shift: float = 0.06, scale: float = 0.06,
+           rotate_deg: float = 6.0, color: float = 0.1) -> torch.Tensor:
+    """Random flip, small similarity jitter (the crop geometry varies this much between detections) and
+    brightness/contrast: (B, 3, S, S) [-1, 1] -> same."""
+    b = len(x)
+    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0)
+    s = 1.0 + (torch.rand(b, generator=g) * 2 - 1) * scale
+    a = (torch.rand(b, generator=g) * 2 - 1) * math.radians(rotate_deg)
+    t = (torch.rand(b, 2, generator=g) * 2 - 1) * shift * 2  # grid units: [-1, 1] spans the crop
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = s * torch.cos(a) * flip
+    theta[:, 0, 1] = -s * torch.sin(a)
+    theta[:, 1, 0] = s * torch.sin(a) * flip
+    theta[:, 1, 1] = s * torch.cos(a)
+    theta[:, :, 2] = t
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    gain = 1.0 + (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * color
+    bias = (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * color
+    return (y * gain + bias).clamp(-1, 1)
+
+
+# ---- training ---------------------------------------------------------------------------------------------
+@dataclass
+class JudgeConfig:
+    target: str  # "age", "gender" or "anime"
+    out: str = str(JUDGES_DIR)
+    faces_root: str = "artifacts/faces"
+    size: int = 64
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    bf16: bool = True
+    threads: int = 1
+    max_minutes: float = 10.0  # stop early (with whatever the schedule reached) after this long
+    seed: int = 0
+
+
+def sources_for(target: str, faces_root: str | os.PathLike) -> list[tuple[str, Callable[[dict], float | None], str]]:
+    """The face sets and labels each judge learns from (and is evaluated on, in their 'test' split)."""
+    root = Path(faces_root)
+    utk = root / "utk_all"
+    if not (utk / "manifest.json").is_file() and target in ("age", "gender"):
+        raise FacefxError(f"{utk} is missing; prepare it first: python train/prepare.py "
+                          "../shared/data/utkface/images --labels ../shared/data/utkface/labels.csv --name utk_all")
+    if target == "age":
+        return [(str(utk), lambda i: i.get("age"), "utk_all")]
+    if target == "gender":
+        return [(str(utk), lambda i: i.get("gender"), "utk_all")]
+    if target == "anime":
+        # Photos of every kind the effects see (selfies: all women; UTKFace: all ages, both genders) vs drawings.
+        photo = [(str(root / "selfies"), lambda i: 0.0, "selfies")]
+        if (utk / "manifest.json").is_file():
+            photo.append((str(utk), lambda i: 0.0, "utk_all"))
+        return photo + [(str(root / "anime"), lambda i: 1.0, "anime")]
+    raise FacefxError(f"unknown judge {target!r}; choose one of {sorted(TARGETS)}")
+
+
+def evaluate(net: nn.Module, data: LabelledFaces, target: str) -> dict:
+    """Held-out metrics of a judge network: age MAE (years), or accuracy at 0.5; overall and per group."""
+    judge = Judge(net, {"target": target, "resolution": data.images.shape[-1]}, Path("."))
+    from facefx.data import to_model
+
+    pred = torch.from_numpy(judge.predict(to_model(data.images)))
+    groups = np.array(data.groups)
+    out: dict = {"n_test": len(pred)}
+    if target == "age":
+        err = (pred - data.targets).abs()
+        out["mae_years"] = round(float(err.mean()), 2)
+        for name, lo, hi in (("0-17", 0, 17), ("18-30", 18, 30), ("31-54", 31, 54), ("55+", 55, 200)):
+            sel = (data.targets >= lo) & (data.targets <= hi)
+            if sel.any():
+                out[f"mae_years_{name}"] = round(float(err[sel].mean()), 2)
+                out[f"mean_pred_{name}"] = round(float(pred[sel].mean()), 1)
+                out[f"mean_true_{name}"] = round(float(data.targets[sel].mean()), 1)
+                out[f"n_{name}"] = int(sel.sum())
+    else:
+        correct = ((pred >= 0.5).float() == data.targets).float()
+        out["accuracy"] = round(float(correct.mean()), 4)
+        for cls in (0, 1):
+            sel = data.targets == cls
+            if sel.any():
+                out[f"accuracy_class{cls}"] = round(float(correct[sel].mean()), 4)
+        for name in sorted(set(groups)):
+            sel = torch.from_numpy(groups == name)
+            out[f"accuracy_{name}"] = round(float(correct[sel].mean()), 4)
+        ages = torch.tensor([float(i.get("age", -1)) for i in data.items])
+        adults = (ages >= 18) & (ages <= 60)
+        if target == "gender" and adults.any():  # the gender effect works on adults 18-60: report them apart
+            out["accuracy_18-60"] = round(float(correct[adults].mean()), 4)
+    return out
+
+
+def train_judge(cfg: JudgeConfig, progress: bool = True) -> Path:
+    """Train one judge on the 'train' split, evaluate on 'test', write judges/<target>/; returns the folder."""
+    if cfg.target not in TARGETS:
+        raise FacefxError(f"unknown judge {cfg.target!r}; choose one of {sorted(TARGETS)}")
+    final = Path(cfg.out) / cfg.target
+    if final.exists():
+        raise FacefxError(f"{final} already exists; move it away to retrain that judge")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    sources = sources_for(cfg.target, cfg.faces_root)
+    crops = {read_manifest(s[0], kind="faces")["crop"]["name"] for s in sources}
+    if len(crops) != 1:
+        raise FacefxError(f"the judge's face sets use different crop geometries ({sorted(crops)}); re-prepare them")
+
+    # ---- load data
+    t0 = time.time()
+    train = load_labelled(sources, "train", cfg.size)
+    test = load_labelled(sources, "test", cfg.size)
+    if progress:
+        print(f"judge {cfg.target}: {len(train.targets)} train / {len(test.targets)} test faces at {cfg.size} px "
+              f"(loaded in {time.time() - t0:.0f} s)")
+    binary = TARGETS[cfg.target]["kind"] == "binary"
+    # Balanced classes for binary judges (photos outnumber drawings ~4:1); uniform for age.
+    if binary:
+        counts = torch.bincount(train.class_of, minlength=2).float()
+        weights = (1.0 / counts)[train.class_of]
+    else:
+        weights = torch.ones(len(train.targets))
+
+    # ---- build network
+    mean, std = float(train.targets.mean()), float(train.targets.std())
+    spec = {"type": "judge_cnn", "widths": list(cfg.widths), "dropout": 0.2,
+            "out_scale": round(std, 2) if not binary else 1.0, "out_bias": round(mean, 2) if not binary else 0.0}
+    net = nets.build(spec).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15)
+
+    # ---- train
+    from facefx.data import to_model
+
+    net.train()
+    t_start = time.time()
+    step, acc_loss = 0, 0.0
+    stop = "done"
+    while step < cfg.steps:
+        idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=g)
+        x = jitter(to_model(train.images[idx]), g).contiguous(memory_format=torch.channels_last)
+        y = train.targets[idx]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = net(x)
+        out = out.float()
+        # Age: L1 in years is the reported metric itself; binary: cross-entropy on the logit.
+        loss = F.binary_cross_entropy_with_logits(out, y) if binary else F.smooth_l1_loss(out, y, beta=2.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        acc_loss += float(loss)
+        if progress and step % 200 == 0:
+            print(f"  step {step}/{cfg.steps} loss {acc_loss / 200:.4f} ({time.time() - t_start:.0f} s)", flush=True)
+            acc_loss = 0.0
+        if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
+            stop = f"time limit ({cfg.max_minutes} min)"
+            break
+    train_s = time.time() - t_start
+
+    # ---- evaluate on the held-out split, then write the artifact
+    net.eval()
+    metrics = evaluate(net, test, cfg.target)
+    metrics.update(train_steps=step, train_seconds=round(train_s, 1), stopped=stop, n_train=len(train.targets))
+    with staged_dir(final) as tmp:
+        nets.save_weights(net, tmp / WEIGHTS)
+        manifest = new_manifest(
+            "judge", effect=None, parent=[s[0] for s in sources], target=cfg.target,
+            output=TARGETS[cfg.target], network={"judge": spec}, resolution=cfg.size,
+            crop=CropSpec.from_dict(read_manifest(sources[0][0])["crop"]).with_size(cfg.size).to_dict(),
+            pixels=PIXEL_CONTRACT, config=dataclasses.asdict(cfg),
+            macs=nets.count_macs(net, cfg.size), params=nets.count_params(net))
+        manifest["metrics"] = metrics
+        manifest["files"] = hash_files(tmp, [WEIGHTS])
+        write_manifest(tmp, manifest)
+    if progress:
+        print(f"judge {cfg.target}: {metrics} -> {final}")
+    return final
+

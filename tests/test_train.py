@@ -1,0 +1,85 @@
+"""Teacher training: a few iterations learn, resume continues exactly, a generator rebuilds from its folder,
+and the loop runs under torchrun-style DDP with two CPU processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from facefx import nets
+from facefx.cyclegan import TeacherConfig, config_from_run, load_generator, lr_factor, snapshot, train_teacher
+from facefx.manifest import read_manifest
+
+
+def tiny_cfg(faces: Path, root: Path, **kw) -> TeacherConfig:
+    base = dict(effect="age", a=[str(faces)], b=[str(faces)], root=str(root), size=32, ngf=4, n_blocks=1, ndf=4,
+                batch=2, iters=6, sample_every=3, log_every=2, bf16=False, checkpoint_minutes=100)
+    base.update(kw)
+    return TeacherConfig(**base)
+
+
+def test_few_iterations_give_finite_losses_and_change_weights(tmp_path, faces_artifact):
+    cfg = tiny_cfg(faces_artifact, tmp_path)
+    torch.manual_seed(0)
+    before = nets.build(cfg.generator_spec()).state_dict()
+    run = train_teacher(cfg, progress=False)
+    net, manifest = load_generator(run, "AB")
+    after = net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    rows = (run / "losses.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 and "nan" not in rows[-1] and "inf" not in rows[-1]
+    assert (run / "samples" / "step_000006.png").is_file()
+    assert manifest["progress"]["step"] == 6 and manifest["network"]["G_AB"]["ngf"] == 4
+    assert manifest["crop"]["size"] == 32
+
+
+def test_resume_continues_at_same_step_and_learning_rate(tmp_path, faces_artifact):
+    cfg = tiny_cfg(faces_artifact, tmp_path, iters=8, decay_start=0.5)
+    run = train_teacher(dataclasses.replace(cfg, max_minutes=1e-9), progress=False)  # stops after one iteration
+    first = read_manifest(run)["progress"]
+    assert first["step"] == 1
+    resumed_cfg = config_from_run(run)
+    assert resumed_cfg.iters == 8 and lr_factor(first["step"], resumed_cfg) == first["lr_factor"]
+    train_teacher(dataclasses.replace(resumed_cfg, max_minutes=0), resume=run, progress=False)
+    prog = read_manifest(run)["progress"]
+    assert prog["step"] == 8 and prog["lr_factor"] == 0.0
+    assert [line.split(",")[0] for line in (run / "losses.csv").read_text().splitlines()[1:]] == ["2", "4", "6", "8"]
+
+
+def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artifact):
+    run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    net1, _ = load_generator(run, "AB")
+    net2, _ = load_generator(run, "AB")
+    assert torch.equal(net1(x), net2(x))
+    snap = snapshot(run, tmp_path / "snap")  # the committed, fp16 form still rebuilds and resumes
+    net3, _ = load_generator(snap, "AB")
+    assert torch.allclose(net3(x), net1(x), atol=2e-2)
+    cont = train_teacher(dataclasses.replace(config_from_run(snap), iters=3), resume=snap, progress=False)
+    assert cont != snap and read_manifest(cont)["progress"]["step"] == 3  # the snapshot itself is left as it was
+
+
+def test_mac_counter_on_a_layer_with_known_cost():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)  # 8 outputs x 3*3*3 MACs per pixel
+    assert nets.count_macs(conv, 16) == 16 * 16 * 8 * 27
+    assert nets.count_macs(nets.build({"type": "student_generator"}), 256) <= 0.5e9
+
+
+def test_two_process_ddp_with_gloo(tmp_path, faces_artifact):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(REPO / "train/teacher.py"), "--effect", "age", "--a", str(faces_artifact), "--b", str(faces_artifact),
+           "--root", str(tmp_path), "--size", "32", "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--iters", "2",
+           "--no-bf16", "--sample-every", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = next((tmp_path / "age").iterdir())
+    progress = read_manifest(run)["progress"]
+    assert progress["step"] == 2 and progress["images_seen_per_domain"] == 2 * 1 * 2  # 2 steps x batch 1 x 2 ranks
