@@ -215,6 +215,7 @@ class StudentConfig:
     checkpoint_minutes: float = 5.0
     sample_every: int = 500
     eval_every: int = 1000
+    log_every: int = 50
     max_minutes: float = 0.0
     seed: int = 0
     desc: str = ""
@@ -353,8 +354,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             bar.update(1)
             for k, v in losses.items():
                 acc[k] = acc.get(k, 0.0) + v
-            if step % 50 == 0:
-                mean = {k: v / 50 for k, v in acc.items()}
+            if step % cfg.log_every == 0:
+                mean = {k: v / cfg.log_every for k, v in acc.items()}
                 acc = {}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items()})
                 _append_csv(run / "losses.csv", {"step": step, "elapsed_s": round(elapsed_before + time.time() - t0, 1),

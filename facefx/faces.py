@@ -6,7 +6,9 @@ inside the package (facefx/assets, made by make_blazeface_model.py); nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,6 +21,26 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # silence MediaPipe/LiteRT start
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODEL_FILE = "blazeface_short_range.tflite"
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Mute LiteRT's native INFO/WARNING lines (printed to fd 2 when the detector starts, on its first frame and
+    when it closes; no setting turns them off), so a command's own messages stay the only output."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. some embedded interpreters): leave it alone
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def model_path() -> Path:
@@ -53,7 +75,9 @@ class FaceDetector:
         options = vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=running[mode], min_detection_confidence=min_score)
-        self._detector = vision.FaceDetector.create_from_options(options)
+        with _quiet_native_stderr():
+            self._detector = vision.FaceDetector.create_from_options(options)
+        self._warm = False
 
     def detect(self, image_rgb: np.ndarray, timestamp_ms: int | None = None) -> list[Face]:
         """Faces in a uint8 RGB (H, W, 3) image, highest score first."""
@@ -61,13 +85,15 @@ class FaceDetector:
 
         h, w = image_rgb.shape[:2]
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
-        if self.mode == "video":
-            ts = self._last_ts + 1 if timestamp_ms is None else int(timestamp_ms)
-            ts = max(ts, self._last_ts + 1)  # the Tasks API refuses non-increasing timestamps
-            self._last_ts = ts
-            result = self._detector.detect_for_video(mp_image, ts)
-        else:
-            result = self._detector.detect(mp_image)
+        with _quiet_native_stderr() if not self._warm else contextlib.nullcontext():
+            if self.mode == "video":
+                ts = self._last_ts + 1 if timestamp_ms is None else int(timestamp_ms)
+                ts = max(ts, self._last_ts + 1)  # the Tasks API refuses non-increasing timestamps
+                self._last_ts = ts
+                result = self._detector.detect_for_video(mp_image, ts)
+            else:
+                result = self._detector.detect(mp_image)
+        self._warm = True
         faces = []
         for d in result.detections:
             bb = d.bounding_box
@@ -78,7 +104,8 @@ class FaceDetector:
 
     def close(self) -> None:
         if self._detector is not None:
-            self._detector.close()
+            with _quiet_native_stderr():
+                self._detector.close()
             self._detector = None
 
     def __enter__(self) -> "FaceDetector":

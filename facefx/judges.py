@@ -336,7 +336,7 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> Path:
         opt.step()
         sched.step()
         step += 1
-        acc_loss += float(loss)
+        acc_loss += float(loss.detach())
         if progress and step % 200 == 0:
             print(f"  step {step}/{cfg.steps} loss {acc_loss / 200:.4f} ({time.time() - t_start:.0f} s)", flush=True)
             acc_loss = 0.0

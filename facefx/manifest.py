@@ -143,19 +143,31 @@ def latest_run_dir(root: str | os.PathLike) -> Path | None:
 
 
 @contextlib.contextmanager
-def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
+def staged_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Build an artifact in a hidden temp folder and rename it into place only when complete.
 
     On any error (or Ctrl-C) the temp folder is removed, so nothing half-written is left on disk.
+    With replace=True an existing folder is swapped out only once the new one is complete (models/<effect>).
     """
     final = Path(final)
-    if final.exists():
+    if final.exists() and not replace:
         raise FacefxError(f"{final} already exists; choose another name or remove it")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
     try:
         yield tmp
-        os.replace(tmp, final)
+        old = None
+        if final.exists():  # two renames: the old folder is never deleted before the new one is in place
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+            os.replace(final, old / final.name)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if old is not None:  # put the old folder back
+                os.replace(old / final.name, final)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

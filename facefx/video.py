@@ -276,9 +276,8 @@ class VideoSink(FrameSink):
         self.path = path
         self.fps = fps
         self.fourcc = VIDEO_SUFFIXES[path.suffix.lower()]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".partial{path.suffix}")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        # Hidden, same folder (so the final rename is atomic), same suffix (OpenCV picks the container from it).
+        self._tmp = path.parent / f".{path.stem}.{os.getpid()}.partial{path.suffix}"
         self._writer: cv2.VideoWriter | None = None
         self.written = 0
 
@@ -324,12 +323,14 @@ class ImageSink(FrameSink):
 
     def close(self, ok: bool = True) -> None:
         if ok and self._last is not None:
-            from facefx.manifest import atomic_write_bytes
-
-            ok_enc, buf = cv2.imencode(self.path.suffix.lower(), self._last)
-            if not ok_enc:
-                raise FacefxError(f"cannot encode {self.path.suffix} images; use .png or .jpg")
-            atomic_write_bytes(self.path, buf.tobytes())
+            tmp = self.path.parent / f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}"
+            try:
+                if not cv2.imwrite(str(tmp), self._last):
+                    raise FacefxError(f"cannot write {self.path}; use .png or .jpg")
+                os.replace(tmp, self.path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
 
 class FolderSink(FrameSink):

@@ -1,0 +1,69 @@
+"""Distillation: a tiny teacher labels faces into pairs, and a few student steps lower the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facefx import nets
+from facefx.cyclegan import TeacherConfig, train_teacher
+from facefx.distill import PairsConfig, StudentConfig, TeacherLabeler, augment_webcam, make_pairs, train_student
+from facefx.manifest import read_manifest, verify_files
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory, faces_artifact):
+    root = tmp_path_factory.mktemp("teachers")
+    cfg = TeacherConfig(effect="age", a=[str(faces_artifact)], b=[str(faces_artifact)], root=str(root), size=32, ngf=4,
+                        n_blocks=1, ndf=4, batch=2, iters=2, bf16=False)
+    return train_teacher(cfg, progress=False)
+
+
+def test_pairs_from_a_tiny_teacher(tmp_path, tiny_teacher):
+    out = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path), size=64, augment=1, batch=4),
+                     progress=False)
+    m = read_manifest(out, kind="pairs")
+    verify_files(out)
+    x, y = np.load(out / "inputs.npy"), np.load(out / "targets.npy")
+    assert x.shape == y.shape and x.shape[1:] == (64, 64, 3) and x.dtype == np.uint8
+    n_train = sum(i["split"] == "train" for i in read_manifest(m["face_sets"][0])["items"])
+    assert len(x) == m["counts"]["train"] == 2 * n_train  # each face + one augmented variant
+    assert m["parent"]["path"] == str(tiny_teacher) and m["crop"]["size"] == 64
+    assert m["target_rule"].startswith("input + upsample")  # teacher at 32 px, student at 64 px
+    assert m["metrics"]["target_sharpness_ratio_median"] > 0.8  # targets keep the input's detail
+
+
+def test_low_res_teacher_targets_keep_full_resolution_detail(tiny_teacher):
+    labeler = TeacherLabeler(tiny_teacher)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (1, 128, 128, 3), dtype=np.uint8)  # pure high-frequency detail
+    with torch.no_grad():  # an identity teacher must give the input back exactly, not a blurred copy
+        for p in labeler.net.head.parameters():
+            p.zero_()
+    assert np.abs(labeler(x).astype(int) - x).max() <= 1
+
+
+def test_augmentation_changes_the_face_but_keeps_shape():
+    rng = np.random.default_rng(0)
+    face = np.full((64, 64, 3), 120, np.uint8)
+    face[20:40, 20:40] = 200
+    out = augment_webcam(face, rng)
+    assert out.shape == face.shape and out.dtype == np.uint8 and np.abs(out.astype(int) - face).mean() > 1
+
+
+def test_few_student_steps_lower_the_loss(tmp_path, tiny_teacher):
+    pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=32, augment=2,
+                                   batch=8), progress=False)
+    # A target the student can learn in a few steps: the teacher barely moved, so make the targets darker.
+    y = np.load(pairs / "targets.npy")
+    np.save(pairs / "targets.npy", (y * 0.6).astype(np.uint8))
+    cfg = StudentConfig(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=4, iters=60,
+                        lr=2e-3, bf16=False, sample_every=1000, eval_every=1000, log_every=10, lambda_gan=0.0, lambda_fm=0.0)
+    run = train_student(cfg, progress=False)
+    rows = [line.split(",") for line in (run / "losses.csv").read_text().splitlines()]
+    col = rows[0].index("G_L1")
+    assert float(rows[-1][col]) < 0.7 * float(rows[1][col])
+    net, m = nets.load_from_artifact(run, "G", kind="student")
+    assert m["cost"]["macs"] == nets.count_macs(net, 32) and m["resolution"] == 32
+    assert (run / "samples" / "step_000060.png").is_file()
