@@ -2,7 +2,8 @@
 
 Stage scripts under train/, distill/, export/, realtime/ and benchmarks/ are thin command lines over
 this package. Modules that the realtime path imports (pixels, crop, faces, manifest, runtime, images)
-never import torch; the torch-only modules are nets, losses, cyclegan, distill and export.
+never import torch (also pipeline, video and smoothing); the torch-only modules are nets, losses, data,
+cyclegan, distill and export.
 """
 
 __version__ = "0.1.0"

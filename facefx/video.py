@@ -394,10 +394,30 @@ def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 # ---- window -------------------------------------------------------------------------------------------
 def display_available() -> bool:
-    """Whether an OpenCV window can open (Linux needs X11 or Wayland; macOS and Windows always have one)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    """Whether an OpenCV window can open: on Linux, an X display that answers (macOS and Windows: always).
+
+    OpenCV's Qt windows need X (also under Wayland, through XWayland), and Qt aborts the whole process
+    when $DISPLAY is set but unreachable, so the display is tried here first.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    display = os.environ.get("DISPLAY", "")
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return False
+    import socket
+
+    try:
+        if host in ("", "unix"):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(0.5)
+                sock.connect(f"/tmp/.X11-unix/X{number}")
+        else:  # e.g. ssh -X: localhost:10.0 is TCP port 6010
+            socket.create_connection((host, 6000 + int(number)), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 class WindowSink:
@@ -410,8 +430,12 @@ class WindowSink:
 
     def show(self, frame: np.ndarray) -> int:
         if not self._opened:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
-            cv2.resizeWindow(self.title, frame.shape[1], frame.shape[0])
+            try:
+                cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+                cv2.resizeWindow(self.title, frame.shape[1], frame.shape[0])
+            except cv2.error as err:  # e.g. a headless OpenCV build, or a display that refuses the connection
+                reason = str(err).strip().splitlines()[-1]
+                raise FacefxError(f"cannot open a window ({reason}); pass --no-window --output FILE") from None
             self._opened = True
         cv2.imshow(self.title, frame)
         key = cv2.waitKey(1)

@@ -17,18 +17,34 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facefx.errors import FacefxError, cli_main  # noqa: E402  (light: no numpy, cv2 or onnxruntime yet)
 
+if TYPE_CHECKING:  # the heavy modules are imported inside main(), after the arguments are parsed
+    import numpy as np
+
+    from facefx.pipeline import FaceEffectPipeline, RunStats, StageTimer
+    from facefx.runtime import EffectModel
+    from facefx.video import FrameSink, FrameSource
+
 REPO = Path(__file__).resolve().parents[1]
 KEY_ESC = 27
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except empty ones and where the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_Help)
     p.add_argument("--effect", default=None,
                    help="effect to apply: a folder of --models-dir (default: age; with --model, the model's own)")
     p.add_argument("--source", default="0", help="camera index, video file, image, or folder of images")
@@ -86,7 +102,7 @@ class Effects:
     def path(self, effect: str) -> Path:
         return self._path_for(effect, self.args.models_dir, self.args.precision)
 
-    def model(self, effect: str | None = None):
+    def model(self, effect: str | None = None) -> "EffectModel":
         effect = effect or self.current
         if effect not in self.cache:
             self.cache[effect] = self._load(self.path(effect), effect=effect, threads=self.args.threads)
@@ -102,7 +118,7 @@ class Effects:
         return self.pick((self.names.index(self.current) + 1) % len(self.names)) if len(self.names) > 1 else False
 
 
-def overlay(image, lines: list[str]):
+def overlay(image: "np.ndarray", lines: list[str]) -> "np.ndarray":
     """Draw text lines top-left on a dark box (on a copy: the written output never carries the overlay)."""
     import cv2
 
@@ -117,7 +133,7 @@ def overlay(image, lines: list[str]):
     return out
 
 
-def split_view(before, after):
+def split_view(before: "np.ndarray", after: "np.ndarray") -> "np.ndarray":
     """Left half of the input frame, right half of the result, with a divider line."""
     out = after.copy()
     mid = out.shape[1] // 2
@@ -174,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     return 130 if stats.interrupted else 0
 
 
-def _loop(args, source, sink, pipeline, effects, timer, window, t_start):
+def _loop(args: argparse.Namespace, source: "FrameSource", sink: "FrameSink | None", pipeline: "FaceEffectPipeline",
+          effects: Effects, timer: "StageTimer", window: bool, t_start: float) -> tuple["RunStats", list[float]]:
     """Run the source through the pipeline into the sink and/or window; returns (RunStats, [first-frame s])."""
     from facefx.pipeline import run_stream
     from facefx.video import WindowSink
