@@ -115,6 +115,11 @@ def load_model(path: str | os.PathLike, effect: str | None = None, size: int | N
     path = Path(path)
     backend = _backend(path)
     if backend == "coreml":
+        import sys
+
+        if sys.platform != "darwin":  # coremltools loads the file on Linux but fails at the first prediction
+            raise FacefxError(f"{path.name} is a CoreML model and runs only on macOS/iOS; use the .onnx or .ort "
+                              "model next to it")
         import coremltools as ct
 
         mlmodel = ct.models.MLModel(str(path))

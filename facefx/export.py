@@ -1,0 +1,803 @@
+"""Export a student for the product: one function per format, each timed, size-logged and parity-checked.
+
+Input artifact: a student, artifacts/students/<effect>/<NNNNN-desc>/ (manifest kind "student", G.safetensors),
+and real face crops of the effect's source domain, found through its lineage (student -> pairs -> teacher ->
+face sets): the 'train' split calibrates int8, the held-out 'test' split measures parity.
+
+Output folder models/<effect>/ (built in a hidden temp folder; an old one is replaced only once the new one is
+complete):
+  <effect>.onnx                    fp32, (1, 3, S, S) "image" -> "output", RGB [-1, 1], BatchNorm folded
+  <effect>_int8.onnx               static int8 QDQ, per-channel weights, calibrated on real faces
+  <effect>.ort, <effect>_int8.ort  ORT Mobile models + required_operators.config for a reduced build
+  <effect>.mlpackage               CoreML mlprogram fp16, image in -> image out (iOS 16+)
+  <effect>_w8.mlpackage, <effect>_pal6.mlpackage   int8-weight and 6-bit palettized CoreML variants
+  <effect>.tflite                  LiteRT fp32 (only where litert-torch is installed)
+  manifest.json (kind "export")    every format's files, sizes, timings, parity, latency; README.md model card
+Every model file carries the contract (runtime.CONTRACT_KEY) so an app needs nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import facefx
+from facefx import nets
+from facefx.errors import FacefxError
+from facefx.manifest import (content_hash, hash_files, new_manifest, read_manifest, staged_dir, verify_files,
+                             write_manifest)
+from facefx.pixels import PIXEL_CONTRACT, bgr_to_nchw
+from facefx.runtime import CONTRACT_KEY, CONTRACT_VERSION, EffectModel, load_model
+
+ONNX_OPSET = 18
+ONNX_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on [-1, 1] outputs for an fp32 format to ship
+INT8_PSNR_TARGET_DB = 35.0  # int8 vs fp32 outputs; below it the export is flagged (not refused)
+COREML_TARGET = "iOS16"  # first iOS with image outputs for mlprogram and palettized weights
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- the formats table -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str  # of the main file: models/<effect>/<effect><suffix>
+    function: str  # Exporter method
+    needs: tuple[str, ...]  # PyPI packages
+    after: tuple[str, ...]  # formats whose files this one converts
+    description: str
+
+
+FORMATS = (
+    Format("onnx", ".onnx", "export_onnx", ("onnx", "onnxscript", "onnxruntime"), (),
+           "ONNX fp32 (ONNX Runtime: desktop, webcam loop)"),
+    Format("int8", "_int8.onnx", "export_int8", ("onnx", "onnxruntime"), ("onnx",),
+           "ONNX int8 QDQ, static, per-channel weights"),
+    Format("ort", ".ort", "export_ort", ("onnxruntime",), ("onnx",),
+           "ORT Mobile (Android, iOS; reduced build config)"),
+    Format("coreml", ".mlpackage", "export_coreml", ("coremltools",), (),
+           "CoreML mlprogram fp16, image in/out (+ int8-weight, 6-bit palettized)"),
+    Format("tflite", ".tflite", "export_tflite", ("litert-torch",), (), "LiteRT (TFLite) fp32"),
+)
+_IMPORT_NAMES = {"litert-torch": "litert_torch"}
+# Why TFLite is usually missing here: litert-torch 0.10.0 depends on xdsl, which pins typing-extensions<4.13,
+# while coremltools 9.0 needs cattrs, which needs typing-extensions>=4.14. It works in its own environment.
+_UNAVAILABLE_HINTS = {
+    "tflite": "litert-torch is not installed (litert-torch==0.10.0 pins typing-extensions<4.13 through xdsl, which "
+              "conflicts with coremltools 9.0's cattrs; to export TFLite, run this script from an environment with "
+              "facefx's requirements and litert-torch==0.10.0 but without coremltools, with --formats onnx,tflite)",
+}
+
+
+def format_status(fmt: Format) -> str:
+    """'available' or 'unavailable: <reason>' on this machine."""
+    missing = [p for p in fmt.needs if importlib.util.find_spec(_IMPORT_NAMES.get(p, p)) is None]
+    if not missing:
+        return "available"
+    return "unavailable: " + _UNAVAILABLE_HINTS.get(fmt.name, f"{', '.join(missing)} not installed")
+
+
+def export_formats() -> list[dict]:
+    """The formats table: name, suffix, function, needs, status (like ultralytics' export_formats())."""
+    return [{"name": f.name, "suffix": f.suffix, "function": f.function, "needs": ", ".join(f.needs),
+             "status": format_status(f), "description": f.description} for f in FORMATS]
+
+
+def resolve_formats(requested: list[str] | None) -> tuple[list[Format], dict[str, str]]:
+    """Formats to run in table order (plus those they convert from), and the unavailable ones with reasons."""
+    by_name = {f.name: f for f in FORMATS}
+    unknown = [n for n in requested or [] if n not in by_name]
+    if unknown:
+        raise FacefxError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
+    wanted = set(requested) if requested else set(by_name)
+    for name in list(wanted):
+        wanted.update(by_name[name].after)
+    run, unavailable = [], {}
+    for f in FORMATS:
+        if f.name not in wanted:
+            continue
+        status = format_status(f)
+        blocked = [a for a in f.after if a in unavailable]
+        if blocked:
+            status = f"unavailable: needs {', '.join(blocked)}"
+        if status == "available":
+            run.append(f)
+        else:
+            unavailable[f.name] = status.removeprefix("unavailable: ")
+    return run, unavailable
+
+
+# ---- config, lineage, faces -------------------------------------------------------------------------------------
+@dataclass
+class ExportConfig:
+    student: str
+    out: str | None = None  # default: models/<effect>
+    formats: list[str] | None = None  # default: every format available here
+    calib: int = 128  # train-split faces that calibrate int8
+    eval_faces: int = 16  # held-out faces for parity and PSNR
+    faces: list[str] | None = None  # face sets; default: the student's source domain from its lineage
+    repeats: int = 20  # latency repeats (median reported)
+    threads: int = 1  # ONNX Runtime threads for parity runs and the latency measurement
+    # int8 activations: unsigned (U8S8, the x86 VNNI kernel's native form) ran as fast as fp32 here while
+    # signed activations ran 25-45% slower; weights are always signed, per channel.
+    int8_activations: str = "uint8"
+
+
+def _resolve_artifact(path: str) -> Path | None:
+    """A parent path as written in a manifest (relative to where the command ran): cwd or the repo root."""
+    for p in (Path(path), REPO / path):
+        if (p / "manifest.json").is_file():
+            return p
+    return None
+
+
+def lineage(folder: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """The artifact and its ancestors (breadth first) that can still be found on disk: [(folder, manifest)]."""
+    out, queue, seen = [], [Path(folder)], set()
+    while queue:
+        p = queue.pop(0)
+        if str(p.resolve()) in seen:
+            continue
+        seen.add(str(p.resolve()))
+        try:
+            m = read_manifest(p)
+        except FacefxError:
+            if not out:  # the artifact itself must be readable; a broken ancestor only ends the lineage there
+                raise
+            continue
+        out.append((p, m))
+        parents = m.get("parent") or []
+        for ref in parents if isinstance(parents, list) else [parents]:
+            found = _resolve_artifact(ref.get("path", ""))
+            if found is not None:
+                queue.append(found)
+    return out
+
+
+def source_face_sets(chain: list[tuple[Path, dict]]) -> tuple[list[Path], str]:
+    """The face sets the effect is applied to (the student's inputs), and how they were found."""
+    direction = next((m.get("direction") for _, m in chain if m.get("direction")), "AB")
+    for p, m in chain:
+        if m.get("kind") == "pairs" and m.get("face_sets"):
+            sets = [_resolve_artifact(s) for s in m["face_sets"]]
+            if all(sets):
+                return sets, f"pairs {p} face_sets"
+        if m.get("kind") == "teacher" and m.get("domains"):
+            sets = [_resolve_artifact(s) for s in m["domains"]["A" if direction == "AB" else "B"]]
+            if all(sets):
+                return sets, f"teacher {p} domain {direction[0]}"
+    root = Path("artifacts/faces") if Path("artifacts/faces").is_dir() else REPO / "artifacts/faces"
+    sets = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file())
+    if not sets:
+        raise FacefxError("no face sets found for calibration (none in the student's lineage nor in "
+                          f"{root}); pass --faces FOLDER (a face set made by train/prepare.py)")
+    return sets, f"every face set in {root} (lineage not found)"
+
+
+def _pick(paths: list[Path], n: int) -> list[Path]:
+    """n paths spread evenly over the list (deterministic, covers every face set in it)."""
+    if n >= len(paths):
+        return list(paths)
+    return [paths[int(i)] for i in np.linspace(0, len(paths) - 1, n).round()]
+
+
+def face_paths(face_sets: list[Path], crop: dict, calib: int, n_eval: int) -> tuple[list[Path], list[Path], str]:
+    """(calibration paths from 'train', evaluation paths from 'test', note), from the sets in the student's crop
+    geometry."""
+    from facefx.prepare import load_faces
+
+    geometry = {k: v for k, v in crop.items() if k != "size"}
+    train, test, skipped = [], [], []
+    for fs in face_sets:
+        m, paths = load_faces(fs)
+        if {k: v for k, v in m["crop"].items() if k != "size"} != geometry:
+            skipped.append(str(fs))
+            continue
+        for item, p in zip(m["items"], paths):
+            (test if item["split"] == "test" else train).append(p)
+    if not train and not test:
+        raise FacefxError(f"no face set in the student's crop geometry ({', '.join(skipped)} differ); "
+                          "re-prepare them with this facefx or pass --faces")
+    note = "calibration: 'train' split; evaluation: held-out 'test' split"
+    if not test:  # a face set without a held-out split: evaluate on train faces not used for calibration
+        test = train[len(train) // 2:]
+        train = train[: len(train) // 2] or test
+        note = "no 'test' split: calibration on the first half of 'train', evaluation on the second half"
+    if not train:
+        train = test
+        note = "no 'train' split: calibration on 'test' faces"
+    return _pick(train, calib), _pick(test, n_eval), note
+
+
+def read_faces(paths: list[Path], size: int) -> np.ndarray:
+    """(N, 3, size, size) float32 RGB [-1, 1] from face crop files (the pixel contract)."""
+    from facefx.data import read_crops
+
+    return bgr_to_nchw(read_crops(paths, size))
+
+
+class FaceCalibrationReader:
+    """onnxruntime CalibrationDataReader over a list of face crop files: one (1, 3, S, S) image per call."""
+
+    def __init__(self, paths: list[Path], size: int, input_name: str = "image"):
+        self.paths, self.size, self.input_name = list(paths), size, input_name
+        self._next = 0
+
+    def get_next(self) -> dict | None:
+        if self._next >= len(self.paths):
+            return None
+        x = read_faces([self.paths[self._next]], self.size)
+        self._next += 1
+        return {self.input_name: x}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+# ---- measurements -----------------------------------------------------------------------------------------------
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two [-1, 1] arrays (peak-to-peak 2, same as on 0-255 pixels)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
+
+
+def latency_ms(model: EffectModel, x: np.ndarray, repeats: int, warmup: int = 3) -> dict:
+    """Median and best single-image latency of a loaded model on (1, 3, S, S)."""
+    for _ in range(warmup):
+        model(x[:1])
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        model(x[:1])
+        times.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": round(statistics.median(times), 3), "min_ms": round(min(times), 3), "repeats": len(times)}
+
+
+def machine_info(threads: int) -> dict:
+    """What the latency numbers were measured on (CPU model, cores, load, library versions)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "os": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("onnxruntime", "onnx", "coremltools"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info[pkg] = importlib.metadata.version(pkg)
+    with contextlib.suppress(OSError, AttributeError):
+        info["load_avg_1min"] = round(os.getloadavg()[0], 2)  # other jobs on the machine slow the numbers
+    return info
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (.mlpackage)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Eval-mode copy with every Conv -> BatchNorm pair folded into the conv (torch.fx); unchanged if untraceable."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(net.eval())
+    except Exception:  # noqa: BLE001 - any tracing failure: the ONNX optimizer folds, and the op count is checked
+        return net.eval()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence converters' progress bars and chatter (stdout/stderr, warnings, logging) for one step."""
+    out, err = io.StringIO(), io.StringIO()
+    level = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.simplefilter("ignore")
+            yield out
+    finally:
+        logging.disable(level)
+
+
+# ---- the exporter ---------------------------------------------------------------------------------------------
+class Exporter:
+    """Holds the student, its contract and the faces; export_<format>() writes that format into self.dir."""
+
+    def __init__(self, cfg: ExportConfig, log: Callable[[str], None] = print):
+        self.cfg = cfg
+        self.log = log
+        folder = Path(cfg.student)
+        self.student_dir = folder
+        self.manifest = read_manifest(folder, kind="student")  # clear error for a missing or wrong folder
+        verify_files(folder, self.manifest)
+        self.net, _ = nets.load_from_artifact(folder, "G", kind="student")
+        self.effect = str(self.manifest["effect"])
+        self.size = int(self.manifest["resolution"])
+        self.crop = dict(self.manifest["crop"])
+        if int(self.crop.get("size", self.size)) != self.size:
+            raise FacefxError(f"{folder}: crop size {self.crop.get('size')} differs from resolution {self.size}; "
+                              "re-run the student stage")
+        self.chain = lineage(folder)
+        self.teacher = next(((p, m) for p, m in self.chain if m.get("kind") == "teacher"), None)
+        if cfg.faces:
+            sets, how = [Path(f) for f in cfg.faces], "--faces"
+        else:
+            sets, how = source_face_sets(self.chain)
+        calib, evals, note = face_paths(sets, self.crop, cfg.calib, cfg.eval_faces)
+        self.calib_paths, self.eval_paths = calib, evals
+        self.faces_info = {"face_sets": [str(s) for s in sets], "found_by": how, "note": note,
+                           "calibration": len(calib), "evaluation": len(evals)}
+        self.x_eval = read_faces(evals, self.size)  # (M, 3, S, S) RGB [-1, 1]
+        self.net_folded = fold_batchnorm(self.net)
+        with torch.no_grad():
+            self.ref = self.net(torch.from_numpy(self.x_eval)).numpy()  # PyTorch reference outputs
+            fold_diff = float(np.abs(self.net_folded(torch.from_numpy(self.x_eval)).numpy() - self.ref).max())
+        if fold_diff > 1e-4:
+            raise FacefxError(f"folding BatchNorm changed the outputs by {fold_diff:.2g}; is the student in eval mode?")
+        self.dir: Path = Path()  # the staging folder, set by run()
+        self.scratch: Path = Path()
+        self.results: dict[str, dict] = {}
+        self.outputs: dict[str, np.ndarray] = {}  # format/precision -> outputs on x_eval
+
+    # -- the contract, embedded in every file --
+    def contract(self, fmt: str, precision: str, **export_metrics: Any) -> dict:
+        """The contract of one exported file: base contract + its format, precision and export metrics."""
+        c = self.base_contract()
+        c.update(format=fmt, precision=precision)
+        c["metrics"] = {**c["metrics"], "export": export_metrics}
+        return c
+
+    def base_contract(self) -> dict:
+        source = {"student": str(self.student_dir), "student_hash": content_hash(self.manifest),
+                  "student_created_at": self.manifest.get("created_at"), "facefx_version": facefx.__version__}
+        if self.teacher:
+            source.update(teacher=str(self.teacher[0]), teacher_hash=content_hash(self.teacher[1]))
+        return {"contract_version": CONTRACT_VERSION, "effect": self.effect, "size": self.size,
+                "pixels": PIXEL_CONTRACT, "crop": self.crop, "input": "image", "output": "output",
+                "source": source, "metrics": dict(self.manifest.get("metrics", {}))}
+
+    def _embed_onnx(self, path: Path, contract: dict) -> None:
+        import onnx
+
+        model = onnx.load(str(path))
+        props = {p.key: p.value for p in model.metadata_props}
+        props[CONTRACT_KEY] = json.dumps(contract)
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, props)
+        onnx.save_model(model, str(path), save_as_external_data=False)
+
+    def _load(self, path: Path) -> EffectModel:
+        # Loading through the runtime also checks the embedded contract against the student's.
+        return load_model(path, effect=self.effect, size=self.size, crop=self.crop, threads=self.cfg.threads)
+
+    def _run(self, path: Path) -> np.ndarray:
+        return self._load(path)(self.x_eval)
+
+    # -- formats --
+    def export_onnx(self) -> dict:
+        import onnx
+
+        path = self.dir / f"{self.effect}.onnx"
+        x = torch.from_numpy(self.x_eval[:1])
+        model, exporter = None, "dynamo"
+        try:
+            with _quiet():
+                program = torch.onnx.export(self.net_folded, (x,), input_names=["image"], output_names=["output"],
+                                            opset_version=ONNX_OPSET, dynamo=True, verbose=False)
+            model = program.model_proto
+        except Exception as err:  # noqa: BLE001 - fall back to the TorchScript exporter
+            exporter = f"legacy (dynamo failed: {str(err).splitlines()[0][:120]})"
+            buf = io.BytesIO()
+            with _quiet():
+                torch.onnx.export(self.net_folded, (x,), buf, input_names=["image"], output_names=["output"],
+                                  opset_version=ONNX_OPSET, dynamo=False)
+            model = onnx.load_from_string(buf.getvalue())
+        ops = Counter(n.op_type for n in model.graph.node)
+        if ops.get("BatchNormalization"):
+            raise FacefxError(f"the ONNX graph still has {ops['BatchNormalization']} BatchNormalization ops; "
+                              "the student could not be folded")
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            raise FacefxError("the ONNX export used external data; it must be one self-contained file")
+        model.doc_string = f"facefx {self.effect} effect: (1, 3, {self.size}, {self.size}) RGB [-1, 1] -> same"
+        onnx.helper.set_model_props(model, {CONTRACT_KEY: json.dumps(self.contract("onnx", "fp32"))})
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save_model(model, str(path), save_as_external_data=False)
+        y = self._run(path)
+        diff = float(np.abs(y - self.ref).max())
+        if not diff < ONNX_TOLERANCE:
+            raise FacefxError(f"ONNX Runtime differs from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE}); not shipped")
+        self.outputs["fp32"] = y
+        self._embed_onnx(path, self.contract("onnx", "fp32", max_abs_diff_vs_pytorch=diff))
+        lat = latency_ms(self._load(path), self.x_eval, self.cfg.repeats)
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        return {"files": [path.name], "precision": "fp32", "exporter": exporter, "opset": opset,
+                "ops": dict(sorted(ops.items())), "checker": "ok",
+                "parity": {"max_abs_diff_vs_pytorch": diff, "psnr_vs_pytorch_db": _db(psnr(y, self.ref)),
+                           "faces": len(self.x_eval)},
+                "latency": lat}
+
+    def export_int8(self) -> dict:
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        fp32 = self.dir / f"{self.effect}.onnx"
+        path = self.dir / f"{self.effect}_int8.onnx"
+        if self.cfg.int8_activations not in ("int8", "uint8"):
+            raise FacefxError(f"int8 activations must be int8 or uint8, not {self.cfg.int8_activations!r}")
+        activations = QuantType.QInt8 if self.cfg.int8_activations == "int8" else QuantType.QUInt8
+        pre = self.scratch / "int8_pre.onnx"
+        with _quiet():
+            quant_pre_process(str(fp32), str(pre))  # shape inference + optimization, as the ORT docs advise
+            quantize_static(str(pre), str(path), FaceCalibrationReader(self.calib_paths, self.size),
+                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=activations,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+        ops = Counter(n.op_type for n in model.graph.node)
+        # Quantization may drop metadata_props: write the contract back (with the fp32 file's other props).
+        self._embed_onnx(path, self.contract("int8", "int8"))
+        y = self._run(path)
+        p_fp32, p_torch = psnr(y, self.outputs["fp32"]), psnr(y, self.ref)
+        self.outputs["int8"] = y
+        self._embed_onnx(path, self.contract("int8", "int8", psnr_vs_fp32_db=_db(p_fp32)))
+        lat = latency_ms(self._load(path), self.x_eval, self.cfg.repeats)
+        out = {"files": [path.name], "precision": "int8",
+               "quantization": {"format": "QDQ", "per_channel": True, "activations": self.cfg.int8_activations,
+                                "weights": "int8",
+                                "calibration": f"MinMax on {len(self.calib_paths)} real faces"},
+               "ops": dict(sorted(ops.items())),
+               "parity": {"psnr_vs_fp32_db": _db(p_fp32), "psnr_vs_pytorch_db": _db(p_torch),
+                          "max_abs_diff_vs_fp32": float(np.abs(y - self.outputs["fp32"]).max()),
+                          "faces": len(self.x_eval), "target_db": INT8_PSNR_TARGET_DB},
+               "latency": lat}
+        if p_fp32 < INT8_PSNR_TARGET_DB:
+            out["warning"] = (f"int8 PSNR {p_fp32:.1f} dB vs fp32 is below the {INT8_PSNR_TARGET_DB:.0f} dB target; "
+                              "prefer the fp32 model or retrain the student quantization-aware")
+        return out
+
+    def export_ort(self) -> dict:
+        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+        src, dst = self.scratch / "ort_in", self.scratch / "ort_out"
+        src.mkdir()
+        sources = [n for n in (f"{self.effect}.onnx", f"{self.effect}_int8.onnx") if (self.dir / n).is_file()]
+        for n in sources:
+            shutil.copy2(self.dir / n, src / n)
+        with _quiet():
+            # Fixed optimizations for the CPU EP; "arm" keeps int8 QDQ as int8 kernels and no x86-only layouts.
+            convert_onnx_models_to_ort(src, dst, [OptimizationStyle.Fixed], target_platform="arm")
+        files, parity, latency = [], {}, {}
+        for n in sources:
+            ort_name = n.removesuffix(".onnx") + ".ort"
+            shutil.copy2(dst / ort_name, self.dir / ort_name)
+            files.append(ort_name)
+            y = self._run(self.dir / ort_name)
+            precision = "int8" if n.endswith("_int8.onnx") else "fp32"
+            if precision == "fp32":
+                diff = float(np.abs(y - self.ref).max())
+                if not diff < ONNX_TOLERANCE:
+                    raise FacefxError(f"{ort_name} differs from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE}); "
+                                      "not shipped")
+                parity[ort_name] = {"max_abs_diff_vs_pytorch": diff}
+            else:
+                parity[ort_name] = {"psnr_vs_fp32_db": _db(psnr(y, self.outputs["fp32"])),
+                                    "psnr_vs_int8_onnx_db": _db(psnr(y, self.outputs["int8"]))}
+            latency[ort_name] = latency_ms(self._load(self.dir / ort_name), self.x_eval,
+                                           self.cfg.repeats)
+        config = next(dst.glob("required_operators*.config"))
+        # The converter names the temp paths it read; keep only the file names.
+        lines = [f"# - {Path(line[4:]).name}" if line.startswith("# - ") else line
+                 for line in config.read_text().splitlines()]
+        (self.dir / "required_operators.config").write_text("\n".join(lines) + "\n")
+        files.append("required_operators.config")
+        return {"files": files, "precision": "fp32, int8" if len(sources) > 1 else "fp32",
+                "optimization": "Fixed, level all, target_platform arm",
+                "required_operators": [l for l in lines if l and not l.startswith("#")],
+                "parity": parity, "latency": latency}
+
+    def export_coreml(self) -> dict:
+        with _quiet():
+            import coremltools as ct
+            import coremltools.optimize.coreml as cto
+
+        s = self.size
+        wrapped = _ToPixels(self.net_folded).eval()  # [-1, 1] -> [0, 255] so the output can be an image
+        x = torch.from_numpy(self.x_eval[:1])
+        with _quiet(), torch.no_grad():
+            traced = torch.jit.trace(wrapped, x)
+            ml = ct.convert(
+                traced, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, COREML_TARGET),
+                compute_precision=ct.precision.FLOAT16,
+                # pixels 0..255 -> x / 127.5 - 1, the pixel contract, done inside the model
+                inputs=[ct.ImageType(name="image", shape=(1, 3, s, s), scale=1 / 127.5, bias=[-1.0, -1.0, -1.0],
+                                     color_layout=ct.colorlayout.RGB)],
+                outputs=[ct.ImageType(name="output", color_layout=ct.colorlayout.RGB)])
+        weights = _coreml_weight_check(ml, self.net_folded)
+        # name -> (contract precision, description, model); fp16 compute in all three, the weights differ
+        variants = {f"{self.effect}.mlpackage": ("fp16", "fp16", ml)}
+        pal_mode = "kmeans" if importlib.util.find_spec("sklearn") else "uniform"  # k-means needs scikit-learn
+        with _quiet():
+            variants[f"{self.effect}_w8.mlpackage"] = ("w8", "fp16, int8 weights", cto.linear_quantize_weights(
+                ml, config=cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+                    mode="linear_symmetric", dtype="int8"))))
+            variants[f"{self.effect}_pal6.mlpackage"] = (
+                "pal6", f"fp16, 6-bit palettized weights ({pal_mode})", cto.palettize_weights(
+                    ml, config=cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=6, mode=pal_mode))))
+        checks = {}
+        for name, (precision, description, model) in variants.items():
+            model.short_description = (f"facefx {self.effect} effect: {s}x{s} RGB face crop (facefx crop geometry) "
+                                       "in, same out")
+            model.author = "facefx"
+            model.license = "code Apache-2.0; weights research-only (see README.md)"
+            model.version = facefx.__version__
+            model.input_description["image"] = f"{s}x{s} RGB face crop, aligned with the crop spec in the contract"
+            model.output_description["output"] = f"{s}x{s} RGB face crop with the {self.effect} effect"
+            model.user_defined_metadata[CONTRACT_KEY] = json.dumps(self.contract(
+                "coreml", precision, **({"weights_max_abs_diff_vs_pytorch": weights["max_abs_diff"]}
+                                        if model is ml and weights["convs"] else {})))
+            with _quiet():
+                model.save(str(self.dir / name))
+            checks[name] = check_coreml_package(self.dir / name, s)
+            checks[name]["precision"] = description
+        return {"files": list(variants), "precision": "fp16 (+ int8 / 6-bit weights)",
+                "deployment_target": COREML_TARGET, "packages": checks, "weights_vs_pytorch": weights,
+                "parity": {"note": "CoreML cannot run on Linux: spec, I/O, ops and fp16 weights were checked; "
+                                   "tests/test_export.py -m macos compares predictions on a Mac"}}
+
+    def export_tflite(self) -> dict:
+        import litert_torch
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = self.dir / f"{self.effect}.tflite"
+        x = torch.from_numpy(self.x_eval[:1])
+        with _quiet():
+            edge = litert_torch.convert(self.net_folded.eval(), (x,))
+            edge.export(str(path))
+        _embed_tflite(path, self.contract("tflite", "fp32"))
+        interp = Interpreter(model_path=str(path))
+        interp.allocate_tensors()
+        inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+        ys = []
+        for i in range(len(self.x_eval)):
+            interp.set_tensor(inp["index"], self.x_eval[i:i + 1])
+            interp.invoke()
+            ys.append(interp.get_tensor(outp["index"]).copy())
+        y = np.concatenate(ys).reshape(self.ref.shape)
+        diff = float(np.abs(y - self.ref).max())
+        if not diff < ONNX_TOLERANCE:
+            raise FacefxError(f"TFLite differs from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE}); not shipped")
+        contract = self.contract("tflite", "fp32", max_abs_diff_vs_pytorch=diff)
+        contract.update(input=inp["name"], output=outp["name"])  # LiteRT names its tensors itself
+        _embed_tflite(path, contract)
+        return {"files": [path.name], "precision": "fp32", "input": inp["name"], "output": outp["name"],
+                "parity": {"max_abs_diff_vs_pytorch": diff, "faces": len(self.x_eval)}}
+
+    # -- the whole export --
+    def run(self, formats: list[Format], unavailable: dict[str, str], out: Path) -> dict:
+        with staged_dir(out, replace=True) as tmp, tempfile.TemporaryDirectory(prefix="facefx-export-") as scratch:
+            self.dir, self.scratch = tmp, Path(scratch)
+            for fmt in formats:
+                t = time.perf_counter()
+                try:
+                    res = getattr(self, fmt.function)()
+                except FacefxError as err:
+                    raise FacefxError(f"{fmt.name}: {err}") from None
+                except Exception as err:  # noqa: BLE001 - converter bugs: one clear line, nothing shipped
+                    raise FacefxError(f"{fmt.name} export failed ({type(err).__name__}: "
+                                      f"{str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}); "
+                                      f"leave it out with --formats") from err
+                res = {"status": "ok", "seconds": round(time.perf_counter() - t, 2),
+                       "sizes": {f: size_of(tmp / f) for f in res["files"]}, **res}
+                self.results[fmt.name] = res
+                self.log(_summary_line(fmt.name, res))
+            for name, reason in unavailable.items():
+                self.results[name] = {"status": f"unavailable: {reason}"}
+                self.log(f"{name:>7}: unavailable: {reason}")
+            manifest = self.export_manifest(tmp)
+            write_manifest(tmp, manifest)
+            from facefx.modelcard import render_model_card
+
+            (tmp / "README.md").write_text(render_model_card(manifest, self.manifest,
+                                                             self.teacher[1] if self.teacher else None,
+                                                             self.face_manifests()))
+        return manifest
+
+    def face_manifests(self) -> dict[str, dict]:
+        """Face-set path -> manifest, for the lineage's face sets and those used here (their data terms)."""
+        out = {str(p): m for p, m in self.chain if m.get("kind") == "faces"}
+        teacher_sets = [s for d in (self.teacher[1].get("domains", {}) if self.teacher else {}).values() for s in d]
+        for fs in self.faces_info["face_sets"] + teacher_sets:
+            found = _resolve_artifact(fs)
+            if fs not in out and found is not None:
+                with contextlib.suppress(FacefxError):
+                    out[fs] = read_manifest(found, kind="faces")
+        return out
+
+    def export_manifest(self, folder: Path) -> dict:
+        order = [f.name for f in FORMATS]
+        formats = {k: self.results[k] for k in sorted(self.results, key=order.index)}
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        summary = {}
+        if "onnx" in formats and "int8" in formats and formats["int8"].get("status") == "ok":
+            fp, q = formats["onnx"], formats["int8"]
+            summary = {"onnx_max_abs_diff_vs_pytorch": fp["parity"]["max_abs_diff_vs_pytorch"],
+                       "int8_psnr_vs_fp32_db": q["parity"]["psnr_vs_fp32_db"],
+                       "fp32_size_bytes": fp["sizes"][fp["files"][0]], "int8_size_bytes": q["sizes"][q["files"][0]],
+                       "fp32_p50_ms": fp["latency"]["p50_ms"], "int8_p50_ms": q["latency"]["p50_ms"]}
+        m = new_manifest("export", effect=self.effect, parent=self.student_dir, resolution=self.size, crop=self.crop,
+                         pixels=PIXEL_CONTRACT, contract=self.base_contract(),
+                         formats=formats, summary=summary, faces=self.faces_info,
+                         machine=machine_info(self.cfg.threads),
+                         lineage=[{"path": str(p), "kind": mm.get("kind"), "hash": content_hash(mm),
+                                   "command": mm.get("command"), "created_at": mm.get("created_at")}
+                                  for p, mm in self.chain],
+                         cost=self.manifest.get("cost"), network=self.manifest.get("network"))
+        m["metrics"] = dict(self.manifest.get("metrics", {}))
+        m["files"] = hash_files(folder, files)
+        return m
+
+
+class _ToPixels(nn.Module):
+    """Student output [-1, 1] -> [0, 255], so CoreML can return an image (its input scale/bias do the reverse)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(x) + 1.0) * 127.5
+
+
+def _db(v: float) -> float | None:
+    """PSNR rounded for the manifest; None when the outputs are identical (JSON has no infinity)."""
+    return round(v, 2) if np.isfinite(v) else None
+
+
+def _summary_line(name: str, res: dict) -> str:
+    sizes = ", ".join(f"{f} {v / 1e6:.2f} MB" for f, v in res["sizes"].items() if not f.endswith(".config"))
+    bits = [f"{name:>7}: {res['seconds']:.1f} s", sizes]
+    par = res.get("parity", {})
+    if "max_abs_diff_vs_pytorch" in par:
+        bits.append(f"max|diff| vs PyTorch {par['max_abs_diff_vs_pytorch']:.2g}")
+    if "psnr_vs_fp32_db" in par:
+        v = par["psnr_vs_fp32_db"]
+        bits.append(f"PSNR vs fp32 {v} dB" if v is not None else "identical to fp32")
+    if "latency" in res and "p50_ms" in res["latency"]:
+        bits.append(f"p50 {res['latency']['p50_ms']:.2f} ms")
+    if res.get("warning"):
+        bits.append(f"WARNING: {res['warning']}")
+    return "; ".join(bits)
+
+
+# ---- CoreML checks (Linux: no prediction, so check what can be checked) ---------------------------------------------
+def _coreml_weight_check(ml, net: nn.Module) -> dict:
+    """Every conv weight of the (BatchNorm-folded) PyTorch student is found among the mlprogram's fp16 constants."""
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return {"convs": 0, "max_abs_diff": None, "note": "BatchNorm not folded in PyTorch: weights not compared"}
+    consts = [op.outputs[0].val for op in ml._mil_program.functions["main"].operations if op.op_type == "const"]
+    consts = [np.asarray(c, np.float32) for c in consts if isinstance(c, np.ndarray) and c.ndim == 4]
+    worst, convs = 0.0, 0
+    for mod in net.modules():
+        if not isinstance(mod, nn.Conv2d):
+            continue
+        w = mod.weight.detach().numpy()
+        diffs = [float(np.abs(c - w).max()) for c in consts if c.shape == w.shape]
+        tol = 2e-3 * float(np.abs(w).max()) + 1e-4  # fp16 rounding
+        if not diffs or min(diffs) > tol:
+            raise FacefxError(f"CoreML weights do not match PyTorch (conv {tuple(w.shape)}: "
+                              f"{'missing' if not diffs else f'off by {min(diffs):.3g}'})")
+        worst, convs = max(worst, min(diffs)), convs + 1
+    return {"convs": convs, "max_abs_diff": worst}
+
+
+def check_coreml_package(path: Path, size: int) -> dict:
+    """Spec version, image input/output names, colour spaces and sizes, op list, contract: from the saved file."""
+    with _quiet():
+        import coremltools as ct
+        from coremltools.proto import FeatureTypes_pb2
+
+        model = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = model.get_spec()
+    problems = []
+    ios = {d.name: d.type for d in list(spec.description.input) + list(spec.description.output)}
+    for name, io_list in (("image", spec.description.input), ("output", spec.description.output)):
+        names = [d.name for d in io_list]
+        if names != [name]:
+            problems.append(f"expected {name!r}, found {names}")
+            continue
+        t = ios[name]
+        if t.WhichOneof("Type") != "imageType" or t.imageType.width != size or t.imageType.height != size or \
+                FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(t.imageType.colorSpace) != "RGB":
+            problems.append(f"{name} is not a {size}x{size} RGB image")
+    if spec.specificationVersion < 7:  # 7 = iOS 16
+        problems.append(f"spec version {spec.specificationVersion} < 7 (iOS 16)")
+    if CONTRACT_KEY not in spec.description.metadata.userDefined:
+        problems.append("no facefx contract in user_defined_metadata")
+    if problems:
+        raise FacefxError(f"{path.name}: " + "; ".join(problems))
+    ops: Counter = Counter()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            ops.update(op.type for op in block.operations)
+    return {"spec_version": spec.specificationVersion, "input": "image (RGB image)", "output": "output (RGB image)",
+            "ops": dict(sorted(ops.items()))}
+
+
+# ---- TFLite metadata ----------------------------------------------------------------------------------------------
+def _embed_tflite(path: Path, contract: dict) -> None:
+    """Put the contract into the flatbuffer's metadata list (name "facefx"), replacing an older one."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(json.dumps(contract).encode(), np.uint8)
+    model.buffers.append(buf)
+    meta = schema.MetadataT()
+    meta.name, meta.buffer = CONTRACT_KEY, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (CONTRACT_KEY, CONTRACT_KEY.encode())]
+    model.metadata.append(meta)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+
+
+# ---- entry point ------------------------------------------------------------------------------------------------
+def export_student(cfg: ExportConfig, log: Callable[[str], None] = print) -> tuple[Path, dict]:
+    """Export a student into cfg.out (default models/<effect>); returns the folder and its export manifest."""
+    formats, unavailable = resolve_formats(cfg.formats)
+    exporter = Exporter(cfg, log=log)
+    out = Path(cfg.out) if cfg.out else Path("models") / exporter.effect
+    if out.exists() and any(out.iterdir()):  # never replace a folder that is not an earlier export
+        try:
+            read_manifest(out, kind="export")
+        except FacefxError:
+            raise FacefxError(f"{out} exists and is not an export folder (no export manifest.json); "
+                              "choose another --out or remove it") from None
+    if not formats:
+        raise FacefxError("no requested format can be exported here: " +
+                          "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+    log(f"export {exporter.student_dir} ({exporter.effect}, {exporter.size} px) -> {out}; "
+        f"faces: {exporter.faces_info['calibration']} calibration, {exporter.faces_info['evaluation']} evaluation "
+        f"({exporter.faces_info['found_by']})")
+    manifest = exporter.run(formats, unavailable, out)
+    return out, manifest
+
+
+def plan(cfg: ExportConfig) -> dict:
+    """What export_student would do (formats, faces), without loading the network or writing anything."""
+    formats, unavailable = resolve_formats(cfg.formats)
+    m = read_manifest(cfg.student, kind="student")
+    chain = lineage(cfg.student)
+    sets, how = ([Path(f) for f in cfg.faces], "--faces") if cfg.faces else source_face_sets(chain)
+    calib, evals, note = face_paths(sets, m["crop"], cfg.calib, cfg.eval_faces)
+    return {"student": cfg.student, "effect": m["effect"], "size": m["resolution"],
+            "out": cfg.out or str(Path("models") / m["effect"]), "formats": [f.name for f in formats],
+            "unavailable": unavailable, "face_sets": [str(s) for s in sets], "found_by": how,
+            "calibration_faces": len(calib), "evaluation_faces": len(evals), "note": note}
+
+
+__all__ = ["FORMATS", "ExportConfig", "Exporter", "FaceCalibrationReader", "export_formats", "export_student",
+           "format_status", "lineage", "plan", "psnr", "resolve_formats"]

@@ -1,0 +1,288 @@
+"""Export: a tiny random student (32 px) with a full lineage (faces -> teacher -> pairs -> student) goes through
+every format available here; each file round-trips through facefx.runtime with its contract, and bad inputs fail
+with one clear line and nothing on disk."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facefx import nets
+from facefx.crop import CropSpec
+from facefx.errors import FacefxError
+from facefx.export import ExportConfig, export_formats, export_student, psnr, read_faces, resolve_formats
+from facefx.manifest import content_hash, hash_files, new_manifest, read_manifest, verify_files, write_manifest
+from facefx.pixels import PIXEL_CONTRACT
+from facefx.runtime import load_model, read_contract
+
+S = 32
+SPEC = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1}
+
+
+def _artifact(folder: Path, kind: str, parent, **fields) -> Path:
+    folder.mkdir(parents=True)
+    write_manifest(folder, new_manifest(kind, effect="age", parent=parent, **fields))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory, faces_artifact) -> Path:
+    """A random student (head not zero, BatchNorm statistics not trivial) with a teacher and pairs above it."""
+    root = tmp_path_factory.mktemp("lineage")
+    faces = str(faces_artifact)
+    teacher = _artifact(root / "teacher", "teacher", [faces], resolution=S, crop=CropSpec(size=S).to_dict(),
+                        domains={"A": [faces], "B": [faces]},
+                        network={"G_AB": {"type": "resnet_generator", "ngf": 8}})
+    pairs = _artifact(root / "pairs", "pairs", teacher, direction="AB", face_sets=[faces], resolution=S)
+    folder = root / "student"
+    folder.mkdir()
+    torch.manual_seed(0)
+    net = nets.build(SPEC)
+    torch.nn.init.normal_(net.head.weight, std=0.05)  # so the output is not the identity
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    nets.save_weights(net, folder / "G.safetensors")
+    m = new_manifest("student", effect="age", parent=pairs, network={"G": SPEC}, resolution=S,
+                     crop=CropSpec(size=S).to_dict(), pixels=PIXEL_CONTRACT, direction="AB")
+    m["metrics"] = {"l1_vs_teacher": 0.05}
+    m["files"] = hash_files(folder, ["G.safetensors"])
+    write_manifest(folder, m)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(student, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "age"
+    export_student(ExportConfig(student=str(student), out=str(out), calib=4, eval_faces=4, repeats=2),
+                   log=lambda _line: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def faces_and_reference(student, faces_artifact):
+    """Real held-out faces at the student's size and the PyTorch student's outputs on them."""
+    from facefx.prepare import load_faces
+
+    _, paths = load_faces(faces_artifact, "test")
+    x = read_faces(paths[:3], S)
+    net, _ = nets.load_from_artifact(student, "G", kind="student")
+    with torch.no_grad():
+        return x, net(torch.from_numpy(x)).numpy()
+
+
+def _formats(out: Path) -> dict:
+    return read_manifest(out, kind="export")["formats"]
+
+
+# ---- formats table ------------------------------------------------------------------------------------------------
+def test_formats_table_has_one_function_per_format():
+    from facefx.export import Exporter
+
+    rows = export_formats()
+    assert [r["name"] for r in rows] == ["onnx", "int8", "ort", "coreml", "tflite"]
+    for r in rows:
+        assert callable(getattr(Exporter, r["function"]))
+        assert r["status"] == "available" or r["status"].startswith("unavailable: ")
+
+
+def test_missing_converter_is_reported_unavailable_not_a_crash(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "litert_torch" else real(name, *a))
+    run, unavailable = resolve_formats(["int8", "tflite"])
+    assert [f.name for f in run] == ["onnx", "int8"]  # int8 brings the fp32 ONNX it quantizes
+    assert "litert-torch" in unavailable["tflite"]
+    with pytest.raises(FacefxError, match="unknown format"):
+        resolve_formats(["onnx", "pth"])
+
+
+# ---- ONNX, int8, ORT ------------------------------------------------------------------------------------------------
+def test_onnx_matches_pytorch_and_carries_the_contract(exported, student, faces_and_reference):
+    import onnx
+
+    x, ref = faces_and_reference
+    path = exported / "age.onnx"
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert "BatchNormalization" not in ops and "Conv" in ops  # BatchNorm folded into the convs
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["output"]
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, S, S]
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    effect = load_model(path, effect="age", size=S)
+    assert np.abs(effect(x) - ref).max() < 1e-3
+    assert np.abs(ref - x).max() > 0.01  # the random student really changes the face
+    contract = effect.contract
+    assert contract["crop"] == CropSpec(size=S).to_dict() and contract["pixels"] == PIXEL_CONTRACT
+    assert contract["source"]["student_hash"] == content_hash(read_manifest(student))
+    assert contract["metrics"]["l1_vs_teacher"] == 0.05
+
+
+def test_int8_is_quantized_close_to_fp32_and_keeps_the_contract(exported, faces_and_reference):
+    import onnx
+
+    x, _ = faces_and_reference
+    path = exported / "age_int8.onnx"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    fp32, int8 = load_model(exported / "age.onnx")(x), load_model(path, effect="age", size=S)
+    assert read_contract(path)["precision"] == "int8"
+    db = psnr(int8(x), fp32)
+    assert 25 < db < 200  # finite, and close to fp32
+    res = _formats(exported)["int8"]
+    assert res["parity"]["psnr_vs_fp32_db"] > 25 and res["latency"]["p50_ms"] > 0
+    assert res["sizes"]["age_int8.onnx"] == path.stat().st_size
+
+
+def test_ort_mobile_models_load_and_match(exported, faces_and_reference):
+    x, ref = faces_and_reference
+    fp32 = load_model(exported / "age.ort", effect="age", size=S)
+    assert np.abs(fp32(x) - ref).max() < 1e-3
+    assert psnr(load_model(exported / "age_int8.ort", effect="age")(x), ref) > 25
+    config = (exported / "required_operators.config").read_text()
+    assert "Conv" in config and "/tmp" not in config  # a reduced-build config naming the shipped files only
+
+
+# ---- CoreML -------------------------------------------------------------------------------------------------------
+def _coreml_spec(path: Path):
+    import coremltools as ct
+
+    return ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+
+
+@pytest.mark.skipif(export_formats()[3]["status"] != "available", reason="coremltools not installed")
+def test_coreml_packages_take_and_return_rgb_images_with_the_contract(exported):
+    for name in ("age.mlpackage", "age_w8.mlpackage", "age_pal6.mlpackage"):
+        spec = _coreml_spec(exported / name)
+        assert spec.specificationVersion >= 7  # iOS 16
+        (inp,), (out,) = spec.description.input, spec.description.output
+        assert (inp.name, out.name) == ("image", "output")
+        for d in (inp, out):
+            assert d.type.WhichOneof("Type") == "imageType"
+            assert (d.type.imageType.width, d.type.imageType.height) == (S, S)
+        contract = read_contract(exported / name)
+        assert contract["effect"] == "age" and contract["size"] == S and contract["format"] == "coreml"
+    assert _formats(exported)["coreml"]["weights_vs_pytorch"]["convs"] == 7
+    if sys.platform != "darwin":  # a clear refusal instead of coremltools' failure at the first prediction
+        with pytest.raises(FacefxError, match="runs only on macOS"):
+            load_model(exported / "age.mlpackage")
+
+
+@pytest.mark.macos
+@pytest.mark.skipif(sys.platform != "darwin", reason="CoreML predictions need macOS")
+def test_coreml_predictions_match_pytorch(exported, faces_and_reference):  # pragma: no cover - macOS only
+    x, ref = faces_and_reference
+    y = load_model(exported / "age.mlpackage", effect="age", size=S)(x)
+    # fp16 inside, uint8 image output: about one grey level
+    assert np.abs(y - ref).max() < 0.05 and np.abs(y - ref).mean() < 0.01
+
+
+# ---- manifest, card, atomic replace ----------------------------------------------------------------------------------
+def test_manifest_and_model_card(exported, student):
+    m = read_manifest(exported, kind="export")
+    verify_files(exported, m)  # every shipped file hashed
+    assert m["parent"]["path"] == str(student) and m["parent"]["kind"] == "student"
+    assert [r["kind"] for r in m["lineage"]] == ["student", "pairs", "teacher", "faces"]
+    for name, res in m["formats"].items():
+        assert res["status"] == "ok" or res["status"].startswith("unavailable: "), name
+        if res["status"] == "ok":
+            assert res["seconds"] >= 0 and all(v > 0 for v in res["sizes"].values())
+    card = (exported / "README.md").read_text()
+    for text in ("UTKFace", "non-commercial research", "`age.onnx`", "`age_int8.onnx`", "CVPixelBuffer",
+                 "required_operators.config", m["machine"]["cpu"], "l1_vs_teacher", "pairs", "teacher"):
+        assert text in card, text
+    assert "Warnings" not in card  # metrics recorded, int8 above target
+
+
+def test_failed_export_leaves_the_old_folder_untouched(exported, student, tmp_path):
+    before = sorted(p.name for p in exported.iterdir())
+    broken = tmp_path / "student"
+    broken.mkdir()
+    for f in student.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "G.safetensors").write_bytes(b"not weights")
+    with pytest.raises(FacefxError, match="does not match its manifest hash"):
+        export_student(ExportConfig(student=str(broken), out=str(exported), formats=["onnx"]), log=lambda _l: None)
+    assert sorted(p.name for p in exported.iterdir()) == before
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_reexport_replaces_the_folder_only_when_complete(exported, student, tmp_path, monkeypatch):
+    import shutil
+
+    from facefx.export import Exporter
+
+    out = tmp_path / "age"
+    shutil.copytree(exported, out)
+    real_onnx = Exporter.export_onnx
+
+    def half_then_crash(self):
+        (self.dir / "age.onnx").write_bytes(b"half a model")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(Exporter, "export_onnx", half_then_crash)
+    with pytest.raises(FacefxError, match="onnx export failed .*converter crashed"):
+        export_student(ExportConfig(student=str(student), out=str(out), formats=["onnx"]), log=lambda _l: None)
+    assert (out / "age.onnx").read_bytes() == (exported / "age.onnx").read_bytes()  # the old export, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["age"]  # no temp folder left
+    monkeypatch.setattr(Exporter, "export_onnx", real_onnx)
+    export_student(ExportConfig(student=str(student), out=str(out), formats=["onnx"], calib=2, eval_faces=2,
+                                repeats=1), log=lambda _l: None)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "age.onnx", "manifest.json"]
+    assert list(read_manifest(out, kind="export")["formats"]) == ["onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["age"]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_export(student, tmp_path):
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FacefxError, match="not an export folder"):
+        export_student(ExportConfig(student=str(student), out=str(precious), formats=["onnx"]), log=lambda _l: None)
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
+# ---- errors a user sees -------------------------------------------------------------------------------------------
+def test_missing_student_folder_is_one_clear_error(tmp_path, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "export" / "export.py"
+    spec = importlib.util.spec_from_file_location("export_cli", script)
+    export_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_cli)
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.main(["--student", str(tmp_path / "nope"), "--out", str(tmp_path / "models")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nope does not exist" in err[0]
+    assert not (tmp_path / "models").exists()
+
+
+def test_runtime_refuses_models_without_or_with_another_contract(exported, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = [1, 3, S, S]
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["output"])], "bare",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)])
+    bare = tmp_path / "bare.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(bare))
+    with pytest.raises(FacefxError, match="no facefx contract"):
+        load_model(bare)
+    with pytest.raises(FacefxError, match="not 'gender'"):
+        load_model(exported / "age_int8.onnx", effect="gender")
+    with pytest.raises(FacefxError, match="not 64"):
+        load_model(exported / "age.onnx", size=64)
+    contract = json.loads(json.dumps(read_contract(exported / "age.ort")))
+    assert contract["effect"] == "age" and contract["size"] == S
