@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from facefx.errors import cli_main  # noqa: E402
+from facefx.errors import FacefxError, cli_main  # noqa: E402
 
 # Per-judge defaults, chosen so each trains in under ~10 minutes on one busy CPU thread (bf16 autocast).
 DEFAULTS = {
-    "age": {"size": 96, "steps": 1800},  # wrinkles and skin texture need more pixels than gender does
+    # Age: 64 px for 3500 steps beat 96 px for 1800 steps (same ~10 min): held-out MAE 6.5 vs 7.9 years.
+    "age": {"size": 64, "steps": 3500},
     "gender": {"size": 64, "steps": 3000},
     "anime": {"size": 64, "steps": 1500},  # photo vs drawing separates quickly
 }
@@ -30,8 +31,8 @@ DEFAULTS = {
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("names", nargs="*", choices=[[], *DEFAULTS], default=[],
-                    help="judges to train (age, gender, anime); none with --eval: all committed judges")
+    ap.add_argument("names", nargs="*", metavar="NAME", default=[],
+                    help="judges to train: age, gender, anime (with --eval, none means every judge in --out)")
     ap.add_argument("--out", type=Path, default=None, help="where judge folders are written (default: judges/)")
     ap.add_argument("--faces-root", type=Path, default=Path("artifacts/faces"), help="prepared face sets")
     ap.add_argument("--size", type=int, help="judge input size in px (default per judge: %s)" %
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
             test = load_labelled(sources_for(judge.name, args.faces_root), "test", judge.size)
             print(f"{name}: {json.dumps(evaluate(judge.net, test, judge.name))}")
         return
+    unknown = sorted(set(args.names) - set(DEFAULTS))
+    if unknown:
+        raise FacefxError(f"unknown judge(s) {unknown}; choose from {sorted(DEFAULTS)}")
     if not args.names:
         ap.error("name the judges to train (age, gender, anime), or pass --eval")
     configs = [JudgeConfig(target=n, out=str(out), faces_root=str(args.faces_root),

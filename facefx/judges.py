@@ -10,7 +10,7 @@ Output artifact (kind "judge"), judges/<name>/ (committed, < 2 MB):
     from facefx.judges import load_judge
     age = load_judge("age").predict(x)      # x: (N, 3, S, S) float32 RGB [-1, 1], any S -> (N,) years
 
-Trained from scratch (no pretrained weights exist offline), at 64 px, on CPU in minutes: good enough to
+Trained from scratch (no pretrained weights exist offline), at 64-96 px, on CPU in minutes: good enough to
 tell a 25-year-old from a 70-year-old or a photo from a drawing, not a face-analysis product. Torch only;
 the realtime path never imports this module.
 """

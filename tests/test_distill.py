@@ -21,7 +21,8 @@ def tiny_teacher(tmp_path_factory, faces_artifact):
 
 
 def test_pairs_from_a_tiny_teacher(tmp_path, tiny_teacher):
-    out = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path), size=64, augment=1, batch=4),
+    out = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path), size=64, augment=1, batch=4,
+                                 judge_filter=False),
                      progress=False)
     m = read_manifest(out, kind="pairs")
     verify_files(out)
@@ -54,7 +55,7 @@ def test_augmentation_changes_the_face_but_keeps_shape():
 
 def test_few_student_steps_lower_the_loss(tmp_path, tiny_teacher):
     pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=32, augment=2,
-                                   batch=8), progress=False)
+                                   judge_filter=False, batch=8), progress=False)
     # A target the student can learn in a few steps: the teacher barely moved, so make the targets darker.
     y = np.load(pairs / "targets.npy")
     np.save(pairs / "targets.npy", (y * 0.6).astype(np.uint8))
