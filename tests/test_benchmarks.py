@@ -1,0 +1,313 @@
+"""Judges and benchmark scripts on tiny inputs: judges rebuild from their folders and predict one value per face;
+fps.py, quality.py and report.py run end to end and write well-formed rows, JSON and markdown.
+
+No timing assertions: benchmarks are measurements, not tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from facefx import nets
+from facefx.benchmark import RESULT_COLUMNS, append_results, read_results
+from facefx.crop import CropSpec
+from facefx.errors import FacefxError
+from facefx.manifest import hash_files, new_manifest, write_manifest
+from facefx.pixels import PIXEL_CONTRACT, bgr_to_nchw
+
+S = 64  # student / exported model size in these tests
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---- tiny artifacts -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_judges(tmp_path_factory, faces_artifact) -> Path:
+    """age, gender and anime judges trained for 3 steps at 32 px on the fixture faces (shapes, not accuracy)."""
+    from facefx.judges import JudgeConfig, train_judge
+
+    root = tmp_path_factory.mktemp("judges")
+    faces_root = root / "faces"
+    faces_root.mkdir()
+    for name in ("utk_all", "selfies", "anime"):
+        (faces_root / name).symlink_to(faces_artifact, target_is_directory=True)
+    for target in ("age", "gender", "anime"):
+        train_judge(JudgeConfig(target=target, out=str(root / "out"), faces_root=str(faces_root), size=32,
+                                widths=[4, 8], steps=3, batch=4, bf16=False), progress=False)
+    return root / "out"
+
+
+@pytest.fixture(scope="module")
+def tiny_effect(tmp_path_factory, faces_artifact) -> dict[str, Path]:
+    """A tiny teacher (32 px), a tiny student (64 px) and its ONNX export (fp32 + int8) for the 'age' effect."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from facefx.runtime import CONTRACT_KEY, CONTRACT_VERSION
+
+    root = tmp_path_factory.mktemp("effect")
+    torch.manual_seed(0)
+    teacher = root / "teachers" / "age" / "00000-tiny"
+    teacher.mkdir(parents=True)
+    gspec = {"type": "resnet_generator", "ngf": 4, "n_blocks": 1}
+    for name in ("G_AB", "G_BA"):
+        net = nets.build(gspec)
+        with torch.no_grad():  # a visible change (a zero head is the identity)
+            net.head[1].weight.normal_(0, 0.02)
+        nets.save_weights(net, teacher / f"{name}.safetensors")
+    m = new_manifest("teacher", effect="age", network={"G_AB": gspec, "G_BA": gspec}, resolution=32,
+                     crop=CropSpec(size=32).to_dict(), pixels=PIXEL_CONTRACT,
+                     domains={"A": [str(faces_artifact)], "B": [str(faces_artifact)]}, progress={"step": 6})
+    m["files"] = hash_files(teacher, ["G_AB.safetensors", "G_BA.safetensors"])
+    write_manifest(teacher, m)
+
+    student = root / "students" / "age" / "00000-tiny"
+    student.mkdir(parents=True)
+    sspec = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1}
+    net = nets.build(sspec)
+    with torch.no_grad():
+        net.head.weight.normal_(0, 0.05)
+    nets.save_weights(net, student / "G.safetensors")
+    m = new_manifest("student", effect="age", network={"G": sspec}, resolution=S, crop=CropSpec(size=S).to_dict(),
+                     pixels=PIXEL_CONTRACT)
+    m["files"] = hash_files(student, ["G.safetensors"])
+    write_manifest(student, m)
+
+    models = root / "models" / "age"
+    models.mkdir(parents=True)
+    fp32 = models / "age.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated; it is the quick one for a test
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net.eval(), (torch.zeros(1, 3, S, S),), str(fp32), input_names=["image"],
+                          output_names=["output"], opset_version=17, dynamo=False)
+    quantize_dynamic(str(fp32), str(models / "age_int8.onnx"), weight_type=QuantType.QInt8)
+    contract = {"contract_version": CONTRACT_VERSION, "effect": "age", "size": S, "pixels": PIXEL_CONTRACT,
+                "crop": CropSpec(size=S).to_dict(), "input": "image", "output": "output",
+                "source": {"student": str(student)}, "metrics": {}}
+    for path, precision in ((fp32, "fp32"), (models / "age_int8.onnx", "int8")):
+        model = onnx.load(str(path))
+        onnx.helper.set_model_props(model, {CONTRACT_KEY: json.dumps({**contract, "precision": precision})})
+        onnx.save(model, str(path))
+    return {"teacher": teacher, "student": student, "models": models, "root": root}
+
+
+# ---- judges -------------------------------------------------------------------------------------------------
+def test_judges_rebuild_from_folder_and_predict_one_value_per_face_at_any_size(tiny_judges):
+    from facefx.judges import load_judge
+
+    for name in ("age", "gender", "anime"):
+        judge = load_judge(name, root=tiny_judges)
+        manifest = json.loads((tiny_judges / name / "manifest.json").read_text())
+        assert manifest["kind"] == "judge" and manifest["network"]["judge"]["type"] == "judge_cnn"
+        assert manifest["metrics"]["n_test"] > 0
+        assert ("mae_years" if name == "age" else "accuracy") in manifest["metrics"]
+        for shape in ((3, 3, 48, 48), (2, 3, 96, 96)):
+            y = judge.predict(torch.rand(shape) * 2 - 1)
+            assert y.shape == (shape[0],) and np.isfinite(y).all()
+            if name != "age":
+                assert ((y >= 0) & (y <= 1)).all()
+        assert judge.predict(np.zeros((1, 3, 32, 32), np.float32)).shape == (1,)  # numpy in, too
+
+
+def test_judge_refuses_wrong_input_and_unknown_names(tiny_judges):
+    from facefx.judges import load_judge
+
+    with pytest.raises(FacefxError, match="float32"):
+        load_judge("age", root=tiny_judges).predict(torch.zeros(2, 32, 32))
+    with pytest.raises(FacefxError, match="known judges: age, anime, gender"):
+        load_judge("beauty", root=tiny_judges)
+
+
+def test_judge_with_edited_weights_is_refused(tiny_judges, tmp_path):
+    from facefx.judges import load_judge
+
+    copy = tmp_path / "age"
+    shutil.copytree(tiny_judges / "age", copy)
+    with open(copy / "judge.safetensors", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(FacefxError, match="does not match"):
+        load_judge(copy)
+
+
+COMMITTED = [n for n in ("age", "gender", "anime") if (REPO / "judges" / n / "manifest.json").is_file()]
+
+
+@pytest.mark.skipif(len(COMMITTED) < 3, reason="the trained judges are not in judges/")
+def test_committed_judges_are_small_and_tell_fixture_faces_apart(face_files):
+    """The shipped judges see the 55-year-olds as older than the 18-year-olds, the women as more female
+    than the men, and none of these photos as a drawing."""
+    import cv2
+
+    from facefx.judges import load_judge
+
+    faces = bgr_to_nchw(np.stack([cv2.resize(cv2.imread(str(p)), (128, 128)) for p in face_files]))
+    ages = np.array([int(p.name.split("_")[0]) for p in face_files])
+    female = np.array([int(p.name.split("_")[1]) for p in face_files]) == 1
+    for name in COMMITTED:
+        assert sum(f.stat().st_size for f in (REPO / "judges" / name).iterdir()) < 2_000_000
+    age = load_judge("age").predict(faces)
+    assert age[ages == 55].mean() > age[ages == 18].mean() + 10
+    p_female = load_judge("gender").predict(faces)
+    assert p_female[female].mean() > p_female[~female].mean() + 0.3
+    assert load_judge("anime").predict(faces).mean() < 0.5
+
+
+# ---- fps.py --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fps_run(tiny_effect) -> Path:
+    results = tiny_effect["root"] / "results"
+    fps = _script("fps")
+    args = ["--effect", "age", "--teachers-root", str(tiny_effect["root"] / "teachers"),
+            "--student", str(tiny_effect["student"]), "--models", str(tiny_effect["models"]),
+            "--threads", "1,2", "--warmup", "1", "--repeats", "3", "--min-seconds", "0",
+            "--e2e-frames", "8", "--e2e-warmup", "2", "--device", "Test Box", "--results", str(results)]
+    fps.main(args)
+    fps.main(args + ["--no-end-to-end"])  # a second run appends
+    return results
+
+
+def test_fps_rows_have_the_fixed_schema_and_every_backend(fps_run):
+    path = fps_run / "test-box.csv"
+    with open(path, newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == RESULT_COLUMNS
+    rows = read_results(path)
+    runs = sorted({r["date"] for r in rows})
+    model_only = [r for r in rows if r["kind"] == "model-only" and r["date"] == runs[0]]
+    got = {(r["model"], r["backend"], r["precision"], r["threads"]) for r in model_only}
+    for t in ("1", "2"):
+        assert ("teacher-age", "pytorch", "fp32", t) in got
+        assert ("student-age", "pytorch", "fp32", t) in got
+        assert ("age.onnx", "onnxruntime", "fp32", t) in got
+        assert ("age_int8.onnx", "onnxruntime", "int8", t) in got
+    for r in model_only:
+        assert float(r["p95_ms"]) >= float(r["p50_ms"]) > 0 and float(r["fps"]) > 0
+        assert int(r["macs"]) > 0 and int(r["params"]) > 0 and len(r["model_hash"]) == 12
+        assert r["device"] == "Test Box" and "onnxruntime=" in r["versions"] and r["cpu"]
+    student = next(r for r in model_only if r["model"] == "student-age")
+    onnx_row = next(r for r in model_only if r["model"] == "age.onnx")
+    assert (onnx_row["macs"], onnx_row["params"]) == (student["macs"], student["params"])  # the student's cost
+    # The second run (--no-end-to-end) appended model-only rows only.
+    assert len(runs) == 2 and all(r["kind"] == "model-only" for r in rows if r["date"] == runs[1])
+
+
+@pytest.mark.skipif(not (REPO / "assets" / "demo.mp4").is_file(), reason="assets/demo.mp4 missing")
+def test_fps_end_to_end_has_a_row_per_stage(fps_run):
+    rows = [r for r in read_results(fps_run / "test-box.csv") if r["kind"] == "end-to-end"]
+    for model in ("age.onnx", "age_int8.onnx"):
+        stages = {r["stage"] for r in rows if r["model"] == model and r["threads"] == "1"}
+        assert {"total", "detect", "crop", "infer", "paste"} <= stages
+        total = next(r for r in rows if r["model"] == model and r["stage"] == "total" and r["threads"] == "1")
+        assert float(total["fps"]) > 0 and "demo.mp4" in total["note"]
+
+
+def test_fps_renders_markdown_and_plot_of_the_latest_run(fps_run):
+    md = (fps_run / "test-box.md").read_text()
+    assert "| student-age | pytorch | fp32 | 1 |" in md and "test-box.png" in md
+    png = (fps_run / "test-box.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_file_with_another_schema_is_refused(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("date,model,fps\n2025-01-01,x,3\n")
+    with pytest.raises(FacefxError, match="schema"):
+        append_results(path, [])
+    assert path.read_text() == "date,model,fps\n2025-01-01,x,3\n"  # untouched
+
+
+def test_fps_with_nothing_to_measure_says_so(tmp_path, capsys):
+    fps = _script("fps")
+    with pytest.raises(SystemExit) as exc:
+        fps.main(["--effect", "no-such-effect", "--teachers-root", str(tmp_path), "--students-root", str(tmp_path),
+                  "--models-root", str(tmp_path), "--results", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "nothing was measured" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+# ---- quality.py --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quality_run(tiny_effect, tiny_judges) -> dict:
+    out = tiny_effect["root"] / "results"
+    _script("quality").main(["--effect", "age", "--teacher", str(tiny_effect["teacher"]),
+                             "--student", str(tiny_effect["student"]), "--models", str(tiny_effect["models"]),
+                             "--judges", str(tiny_judges), "--limit", "4", "--flicker-faces", "2",
+                             "--flicker-frames", "4", "--out", str(out)])
+    return json.loads((out / "quality_age.json").read_text())
+
+
+def test_quality_json_has_every_measure_for_every_model(quality_run):
+    q = quality_run
+    assert q["effect"] == "age" and q["faces"]["split"] == "test" and q["faces"]["n"] == 4
+    assert set(q["models"]) == {"teacher", "student", "fp32", "int8"}
+    for m in q["models"].values():
+        j = m["judge"]
+        assert {"mean_age_before", "mean_age_after", "mean_shift_years", "hist_before", "hist_after"} <= set(j)
+        assert sum(j["hist_after"]) == 4
+        assert {"sharpness_ratio_median", "psnr_outside_face_db"} <= set(m["detail"])
+        assert m["flicker"]["ratio_mean"] > 0
+    assert {"student_vs_teacher", "int8_vs_fp32", "fp32_vs_student"} <= set(q["fidelity"])
+    # fp32 ONNX is the student exported: near-identical outputs.
+    assert q["fidelity"]["fp32_vs_student"]["psnr_db"] > 40
+
+
+def test_quality_writes_a_four_column_contact_sheet(quality_run, tiny_effect):
+    import cv2
+
+    sheet = cv2.imread(str(tiny_effect["root"] / "results" / quality_run["files"]["sheet"]))
+    assert sheet is not None and sheet.shape[1] > 3.5 * sheet.shape[0] / 4  # input | teacher | student | int8
+    assert (tiny_effect["root"] / "results" / quality_run["files"]["histogram"]).is_file()
+
+
+def test_gender_and_style_judge_figures(tiny_judges):
+    quality = _script("quality")
+    before, after = np.array([0.1, 0.2, 0.9, 0.3]), np.array([0.7, 0.4, 0.95, 0.6])
+    g = quality.judge_stats("gender", "AB", before, after)
+    assert g["flip_rate"] == pytest.approx(2 / 3, abs=1e-3) and g["n_eligible"] == 3
+    s = quality.judge_stats("style", "AB", before, after)
+    assert s["anime_rate_before"] == 0.25 and s["anime_rate_after"] == 0.75
+
+
+def test_flicker_is_one_for_an_effect_that_follows_the_face_and_more_for_noise(face_files):
+    import cv2
+
+    quality = _script("quality")
+    face = cv2.resize(cv2.imread(str(face_files[0])), (64, 64))[..., ::-1]
+    clip = quality.drift_clip(np.ascontiguousarray(face), 8)
+    assert quality.flicker(clip, clip) == pytest.approx(1.0)
+    noisy = np.clip(clip + np.random.default_rng(0).normal(0, 8, clip.shape), 0, 255).astype(np.uint8)
+    assert quality.flicker(clip, noisy) > 1.5
+
+
+def test_quality_without_a_model_fails_with_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _script("quality").main(["--effect", "age"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: nothing to measure") and err.count("\n") == 1
+
+
+# ---- report.py ---------------------------------------------------------------------------------------------
+def test_report_renders_speed_quality_and_judges_with_machine_and_date(fps_run, quality_run, tiny_judges, tmp_path):
+    out = tmp_path / "results.md"
+    _script("report").main(["--results", str(fps_run), "--judges", str(tiny_judges), "--out", str(out)])
+    md = out.read_text()
+    assert md.startswith("## Results")
+    assert "#### Speed on Test Box" in md and "| age_int8.onnx | onnxruntime | int8 | 1 |" in md
+    assert "#### Quality: age (AB)" in md and quality_run["date"][:10] in md
+    assert "![age: input | teacher | student | int8" in md and "benchmarks/results/quality_age.png" in md
+    assert "#### Judges" in md and "| age | years |" in md
