@@ -61,11 +61,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {snapshot(args.resume, args.snapshot)}")
             return
         cfg = config_from_run(args.resume)
-        # Only run-length options may change on resume; the networks and data stay as they were.
+        # Run length and, when given explicitly, the loss weights and learning rate may change on resume (e.g.
+        # lowering the identity loss of a teacher that stays too close to its input); the networks and data
+        # stay as they were. The manifest's config records the values in force.
         overrides = {"max_minutes": args.max_minutes, "threads": args.threads, "device": args.device,
                      "checkpoint_minutes": args.checkpoint_minutes}
-        if args.iters != ap.get_default("iters"):
-            overrides["iters"] = args.iters
+        for name in ("iters", "lr", "lambda_cycle", "lambda_idt"):
+            if getattr(args, name) != ap.get_default(name):
+                overrides[name] = getattr(args, name)
         cfg = dataclasses.replace(cfg, **overrides)
         train_teacher(cfg, resume=args.resume)
         return
