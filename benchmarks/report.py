@@ -4,7 +4,7 @@ Inputs: benchmarks/results/<device>.csv (fps.py; the latest run of each device),
 (quality.py), judges/*/manifest.json (the judges' own held-out accuracy).
 Output: markdown on stdout, or --out FILE (written atomically); every table and figure names its machine and date.
 
-    python benchmarks/report.py > /tmp/results.md      # then paste into README.md
+    python benchmarks/report.py --readme README.md     # replace the README's Results section in place
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from facefx.errors import cli_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("capture", "detect", "crop", "infer", "paste", "output")
+BEGIN, END = "<!-- results:begin (benchmarks/report.py) -->", "<!-- results:end -->"
 
 
 def speed_section(results: Path, link: str) -> list[str]:
@@ -127,6 +128,15 @@ def judges_section(judges: Path) -> list[str]:
             "|---|---|---:|---|---:|---|", *rows, ""]
 
 
+def replace_section(readme_text: str, section: str) -> str:
+    """The README with the text between the results markers replaced by section (markers appended if absent)."""
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+    if BEGIN in readme_text and END in readme_text:
+        head, rest = readme_text.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1]
+    return readme_text.rstrip() + "\n\n" + block + "\n"
+
+
 def render(results: Path, judges: Path, link: str) -> str:
     body = speed_section(results, link) + quality_section(results, link) + judges_section(judges)
     if not body:
@@ -142,11 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--judges", type=Path, default=REPO / "judges", help="judges folder")
     ap.add_argument("--link", default="benchmarks/results/", help="prefix of image links (relative to the README)")
     ap.add_argument("--out", type=Path, help="write the section to this file instead of stdout")
+    ap.add_argument("--readme", type=Path, help="replace the Results section of this README in place")
     args = ap.parse_args(argv)
     text = render(args.results, args.judges, args.link)
-    if args.out:
-        from facefx.manifest import atomic_write_bytes
+    from facefx.manifest import atomic_write_bytes
 
+    if args.readme:
+        atomic_write_bytes(args.readme, replace_section(args.readme.read_text(), text).encode())
+        print(f"updated the Results section of {args.readme}")
+    elif args.out:
         atomic_write_bytes(args.out, text.encode())
         print(f"wrote {args.out}")
     else:

@@ -156,6 +156,7 @@ def staged_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes folders owner-only; artifacts are meant to be shared
         yield tmp
         old = None
         if final.exists():  # two renames: the old folder is never deleted before the new one is in place

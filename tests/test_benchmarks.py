@@ -311,3 +311,14 @@ def test_report_renders_speed_quality_and_judges_with_machine_and_date(fps_run, 
     assert "#### Quality: age (AB)" in md and quality_run["date"][:10] in md
     assert "![age: input | teacher | student | int8" in md and "benchmarks/results/quality_age.png" in md
     assert "#### Judges" in md and "| age | years |" in md
+
+
+def test_report_replaces_only_the_readme_results_section(fps_run, quality_run, tiny_judges, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\nintro\n\n## Data\n\nterms\n")
+    args = ["--results", str(fps_run), "--judges", str(tiny_judges), "--readme", str(readme)]
+    _script("report").main(args)
+    first = readme.read_text()
+    assert first.startswith("# title\n\nintro\n\n## Data\n\nterms\n") and "#### Speed on Test Box" in first
+    _script("report").main(args)  # a second run replaces the section instead of appending another
+    assert readme.read_text() == first and first.count("## Results") == 1
