@@ -35,6 +35,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facefx.errors import FacefxError, cli_main  # noqa: E402
+from facefx.judges import AGE_BINS, PROB_BINS, judge_stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # effect -> (judge, default source face sets per direction)
@@ -43,43 +44,6 @@ EFFECTS = {
     "gender": ("gender", {"AB": ["artifacts/faces/men"], "BA": ["artifacts/faces/women"]}),
     "style": ("anime", {"AB": ["artifacts/faces/selfies"], "BA": ["artifacts/faces/anime"]}),
 }
-AGE_BINS = list(range(0, 101, 5))
-PROB_BINS = [round(x, 2) for x in np.linspace(0, 1, 21)]
-
-
-# ---- what the effect did, by the judge --------------------------------------------------------------------
-def judge_stats(effect: str, direction: str, before: np.ndarray, after: np.ndarray | None) -> dict:
-    """Judge figures of one set of outputs against the inputs (after=None: the inputs alone)."""
-    sign = 1.0 if direction == "AB" else -1.0
-    if effect == "age":
-        out = {"mean_age_before": _r(before.mean()), "hist_bins": AGE_BINS,
-               "hist_before": np.histogram(np.clip(before, 0, 100), AGE_BINS)[0].tolist()}
-        if after is not None:
-            shift = after - before
-            out.update(mean_age_after=_r(after.mean()), mean_shift_years=_r(shift.mean()),
-                       median_shift_years=_r(np.median(shift)), shift_p10=_r(np.percentile(shift, 10)),
-                       shift_p90=_r(np.percentile(shift, 90)),
-                       frac_shift_5y_right_way=_r((sign * shift >= 5).mean(), 4),
-                       hist_after=np.histogram(np.clip(after, 0, 100), AGE_BINS)[0].tolist())
-        return out
-    key = "p_female" if effect == "gender" else "p_anime"
-    out = {f"{key}_mean_before": _r(before.mean(), 4), "hist_bins": PROB_BINS,
-           "hist_before": np.histogram(before, PROB_BINS)[0].tolist()}
-    if after is None:
-        return out
-    out.update({f"{key}_mean_after": _r(after.mean(), 4), "hist_after": np.histogram(after, PROB_BINS)[0].tolist()})
-    # The effect should move the judge across 0.5 in its direction: AB = towards female / anime.
-    was = before < 0.5 if direction == "AB" else before >= 0.5
-    now = after >= 0.5 if direction == "AB" else after < 0.5
-    if effect == "gender":
-        out["flip_rate"] = _r(now[was].mean(), 4) if was.any() else None
-        out["n_eligible"] = int(was.sum())  # faces the judge saw as the source gender before
-    else:
-        out["anime_rate_before"] = _r((before >= 0.5).mean(), 4)
-        out["anime_rate_after"] = _r((after >= 0.5).mean(), 4)
-    return out
-
-
 def _r(x, nd: int = 2):
     return None if x is None else round(float(x), nd)
 

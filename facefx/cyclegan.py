@@ -414,8 +414,9 @@ def load_generator(run: str | os.PathLike, direction: str = "AB", device: str = 
     return nets.load_from_artifact(run, f"G_{direction}", kind="teacher", device=device)
 
 
-def snapshot(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Compact, committable copy of a teacher: fp16 G and D weights, manifest (step, schedule); no optimizer."""
+def snapshot(run: str | os.PathLike, dest: str | os.PathLike, judge: bool = True) -> Path:
+    """Compact, committable copy of a teacher: fp16 G and D weights, manifest (step, schedule, and the judge's
+    measure of the effect on held-out faces); no optimizer state."""
     run, dest = Path(run), Path(dest)
     manifest = read_manifest(run, kind="teacher")
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
@@ -427,4 +428,28 @@ def snapshot(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     manifest["files"] = hash_files(dest, list(SNAPSHOT_FILES))
     manifest["snapshot_of"] = str(run)
     write_manifest(dest, manifest)
+    if judge:  # measured on the snapshot as committed (fp16 weights)
+        manifest.setdefault("metrics", {})["judge"] = judge_teacher(dest, manifest)
+        write_manifest(dest, manifest)
     return dest
+
+
+def judge_teacher(folder: str | os.PathLike, manifest: dict) -> dict:
+    """The effect's judge on each direction's held-out faces, before and after the teacher (fp16 weights as
+    committed, run in fp32). {} with a reason when the effect has no judge or no held-out faces are found."""
+    from facefx.judges import EFFECT_JUDGE, judge_dir, judge_generator
+
+    effect = manifest["effect"]
+    if effect not in EFFECT_JUDGE or not (judge_dir(EFFECT_JUDGE[effect]) / "manifest.json").is_file():
+        return {"skipped": f"no judge for effect {effect!r} (benchmarks/judges.py trains them)"}
+    out = {}
+    for direction, sets in (("AB", manifest["domains"]["A"]), ("BA", manifest["domains"]["B"])):
+        try:
+            _, faces = load_domain(sets, manifest["resolution"], "test")
+        except FacefxError as e:
+            return {"skipped": f"held-out faces unavailable: {e}"}
+        if len(faces) == 0:
+            return {"skipped": f"no held-out faces in {', '.join(sets)}"}
+        net, _ = load_generator(folder, direction)
+        out[direction] = judge_generator(effect, net.float(), to_model(faces), direction)
+    return out

@@ -364,3 +364,59 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> Path:
         print(f"judge {cfg.target}: {metrics} -> {final}")
     return final
 
+# ---- what an effect did, by its judge ------------------------------------------------------------------
+EFFECT_JUDGE = {"age": "age", "gender": "gender", "style": "anime"}  # effect -> the judge that measures it
+AGE_BINS = list(range(0, 101, 5))
+PROB_BINS = [round(x, 2) for x in np.linspace(0, 1, 21)]
+
+
+def judge_stats(effect: str, direction: str, before: np.ndarray, after: np.ndarray | None) -> dict:
+    """Judge figures of one set of outputs against the inputs (after=None: the inputs alone)."""
+    sign = 1.0 if direction == "AB" else -1.0
+    if effect == "age":
+        out = {"mean_age_before": _r(before.mean()), "hist_bins": AGE_BINS,
+               "hist_before": np.histogram(np.clip(before, 0, 100), AGE_BINS)[0].tolist()}
+        if after is not None:
+            shift = after - before
+            out.update(mean_age_after=_r(after.mean()), mean_shift_years=_r(shift.mean()),
+                       median_shift_years=_r(np.median(shift)), shift_p10=_r(np.percentile(shift, 10)),
+                       shift_p90=_r(np.percentile(shift, 90)),
+                       frac_shift_5y_right_way=_r((sign * shift >= 5).mean(), 4),
+                       hist_after=np.histogram(np.clip(after, 0, 100), AGE_BINS)[0].tolist())
+        return out
+    key = "p_female" if effect == "gender" else "p_anime"
+    out = {f"{key}_mean_before": _r(before.mean(), 4), "hist_bins": PROB_BINS,
+           "hist_before": np.histogram(before, PROB_BINS)[0].tolist()}
+    if after is None:
+        return out
+    out.update({f"{key}_mean_after": _r(after.mean(), 4), "hist_after": np.histogram(after, PROB_BINS)[0].tolist()})
+    # The effect should move the judge across 0.5 in its direction: AB = towards female / anime.
+    was = before < 0.5 if direction == "AB" else before >= 0.5
+    now = after >= 0.5 if direction == "AB" else after < 0.5
+    if effect == "gender":
+        out["flip_rate"] = _r(now[was].mean(), 4) if was.any() else None
+        out["n_eligible"] = int(was.sum())  # faces the judge saw as the source gender before
+    else:
+        out["anime_rate_before"] = _r((before >= 0.5).mean(), 4)
+        out["anime_rate_after"] = _r((after >= 0.5).mean(), 4)
+    return out
+
+
+def _r(x, nd: int = 2):
+    return None if x is None else round(float(x), nd)
+
+
+@torch.no_grad()
+def judge_generator(effect: str, generator: nn.Module, faces: torch.Tensor, direction: str = "AB",
+                    root: str | os.PathLike | None = None, batch: int = 32) -> dict:
+    """The effect's judge on held-out faces (N, 3, S, S) float RGB [-1, 1] before and after a generator.
+
+    Teacher snapshots record this in their manifest, so every committed teacher says how strong its effect is.
+    """
+    judge = load_judge(EFFECT_JUDGE[effect], root=root)
+    generator = generator.eval()
+    after = torch.cat([generator(faces[i:i + batch]).float() for i in range(0, len(faces), batch)])
+    out = judge_stats(effect, direction, judge.predict(faces), judge.predict(after))
+    out = {k: v for k, v in out.items() if not k.startswith("hist")}
+    return {"judge": judge.name, "direction": direction, "faces": len(faces), **out}
+

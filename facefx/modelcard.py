@@ -95,6 +95,41 @@ def _latency(res: dict, file: str) -> str:
     return f"{lat['p50_ms']:.2f} ms" if "p50_ms" in lat else "-"
 
 
+def _judged(teacher: dict | None, direction: str) -> dict:
+    return ((teacher or {}).get("metrics", {}).get("judge") or {}).get(direction) or {}
+
+
+def _weak_effect(teacher: dict | None, direction: str) -> str:
+    """A warning when the teacher's judge numbers say the effect is faint (the student copies its teacher)."""
+    j = _judged(teacher, direction)
+    sign = 1 if direction == "AB" else -1
+    if "mean_shift_years" in j and sign * j["mean_shift_years"] < 5:
+        return (f"the effect is weak: on held-out faces the age judge sees a mean change of {j['mean_shift_years']:+} "
+                f"years from the teacher, which needs more training")
+    if j.get("flip_rate") is not None and j["flip_rate"] < 0.5:
+        return (f"the effect is weak: the gender judge sees only {100 * j['flip_rate']:.0f}% of held-out faces "
+                "flipped by the teacher, which needs more training")
+    if "anime_rate_after" in j and j["anime_rate_after"] < 0.5:
+        return (f"the effect is weak: the anime judge calls only {100 * j['anime_rate_after']:.0f}% of the "
+                "teacher's outputs anime, which needs more training")
+    return ""
+
+
+def _teacher_strength(teacher: dict | None, direction: str) -> str:
+    """The teacher's effect on held-out faces, by the effect's judge (recorded in its snapshot manifest)."""
+    j = _judged(teacher, direction)
+    if not j:
+        return ("The teacher's effect was not measured by a judge; `python benchmarks/quality.py --effect "
+                "<effect> --teacher <teacher>` measures it.\n")
+    rows = {k: v for k, v in j.items() if k not in ("judge", "direction", "faces")}
+    progress = (teacher or {}).get("progress", {})
+    lines = [f"Strength of the effect: the `{j['judge']}` judge on {j['faces']} held-out faces before and after the "
+             f"teacher (step {progress.get('step')}, {progress.get('images_seen_per_domain')} images seen per "
+             "domain); the student copies its teacher.\n", "| judge figure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
 def render_model_card(export: dict, student: dict, teacher: dict | None = None,
                       faces: dict[str, dict] | None = None) -> str:
     """Markdown model card for models/<effect>/; `faces` maps face-set paths to their manifests (data sources)."""
@@ -126,6 +161,9 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
             "was written, so the lineage below stops at the student.\n")
 
     warnings = [f"{FORMAT_NAMES.get(k, k)}: {r['warning']}" for k, r in formats.items() if r.get("warning")]
+    weak = _weak_effect(teacher, direction)
+    if weak:
+        warnings.append(weak)
     if not student.get("metrics"):
         warnings.append("the student manifest records no quality metrics")
     if warnings:
@@ -182,6 +220,7 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
     else:
         add("No student metrics recorded.")
     add("")
+    add(_teacher_strength(teacher, direction))
 
     add("## Files, parity and speed\n")
     threads = machine.get("threads", 1)

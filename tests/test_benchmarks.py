@@ -20,6 +20,7 @@ import torch
 from conftest import REPO
 from facefx import nets
 from facefx.benchmark import RESULT_COLUMNS, append_results, read_results
+from facefx.judges import judge_stats
 from facefx.crop import CropSpec
 from facefx.errors import FacefxError
 from facefx.manifest import hash_files, new_manifest, write_manifest
@@ -277,9 +278,9 @@ def test_quality_writes_a_four_column_contact_sheet(quality_run, tiny_effect):
 def test_gender_and_style_judge_figures(tiny_judges):
     quality = _script("quality")
     before, after = np.array([0.1, 0.2, 0.9, 0.3]), np.array([0.7, 0.4, 0.95, 0.6])
-    g = quality.judge_stats("gender", "AB", before, after)
+    g = judge_stats("gender", "AB", before, after)
     assert g["flip_rate"] == pytest.approx(2 / 3, abs=1e-3) and g["n_eligible"] == 3
-    s = quality.judge_stats("style", "AB", before, after)
+    s = judge_stats("style", "AB", before, after)
     assert s["anime_rate_before"] == 0.25 and s["anime_rate_after"] == 0.75
 
 

@@ -62,6 +62,9 @@ def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artif
     snap = snapshot(run, tmp_path / "snap")  # the committed, fp16 form still rebuilds and resumes
     net3, _ = load_generator(snap, "AB")
     assert torch.allclose(net3(x), net1(x), atol=2e-2)
+    judged = read_manifest(snap)["metrics"]["judge"]  # the snapshot says how strong its effect is, by the judge
+    assert judged["AB"]["judge"] == "age" and judged["AB"]["faces"] == 6 and judged["BA"]["faces"] == 6
+    assert abs(judged["AB"]["mean_shift_years"]) < 100 and 0 <= judged["AB"]["frac_shift_5y_right_way"] <= 1
     cont = train_teacher(dataclasses.replace(config_from_run(snap), iters=3), resume=snap, progress=False)
     assert cont != snap and read_manifest(cont)["progress"]["step"] == 3  # the snapshot itself is left as it was
 
