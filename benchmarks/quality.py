@@ -35,7 +35,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facefx.errors import FacefxError, cli_main  # noqa: E402
-from facefx.judges import AGE_BINS, PROB_BINS, judge_stats  # noqa: E402
+from facefx.judges import AGE_BINS, PROB_BINS, judge_stats, rounded  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # effect -> (judge, default source face sets per direction)
@@ -44,10 +44,6 @@ EFFECTS = {
     "gender": ("gender", {"AB": ["artifacts/faces/men"], "BA": ["artifacts/faces/women"]}),
     "style": ("anime", {"AB": ["artifacts/faces/selfies"], "BA": ["artifacts/faces/anime"]}),
 }
-def _r(x, nd: int = 2):
-    return None if x is None else round(float(x), nd)
-
-
 # ---- image figures ----------------------------------------------------------------------------------------
 def face_region(spec, size: int) -> np.ndarray:
     """(size, size) bool: an ellipse over the inner face (brows to chin), from the crop template.
@@ -71,8 +67,8 @@ def detail_stats(inputs: np.ndarray, outputs: np.ndarray, region: np.ndarray) ->
     outside = ~region
     ps = [psnr(i[outside].astype(np.float32) / 127.5, o[outside].astype(np.float32) / 127.5)
           for i, o in zip(inputs, outputs)]
-    return {"sharpness_ratio_median": _r(np.median(ratios), 3), "sharpness_ratio_p10": _r(np.percentile(ratios, 10), 3),
-            "psnr_outside_face_db": _r(np.mean(np.minimum(ps, 99.0)))}
+    return {"sharpness_ratio_median": rounded(np.median(ratios), 3), "sharpness_ratio_p10": rounded(np.percentile(ratios, 10), 3),
+            "psnr_outside_face_db": rounded(np.mean(np.minimum(ps, 99.0)))}
 
 
 def fidelity(a: np.ndarray, b: np.ndarray) -> dict:
@@ -80,7 +76,7 @@ def fidelity(a: np.ndarray, b: np.ndarray) -> dict:
     from facefx.metrics import psnr, ssim
 
     ps = [min(psnr(x.astype(np.float32) / 127.5, y.astype(np.float32) / 127.5), 99.0) for x, y in zip(a, b)]
-    return {"psnr_db": _r(np.mean(ps)), "ssim": _r(np.mean([ssim(x, y) for x, y in zip(a, b)]), 4), "n": len(ps)}
+    return {"psnr_db": rounded(np.mean(ps)), "ssim": rounded(np.mean([ssim(x, y) for x, y in zip(a, b)]), 4), "n": len(ps)}
 
 
 def drift_clip(face_rgb: np.ndarray, frames: int, px_per_frame: float = 0.5) -> np.ndarray:
@@ -310,7 +306,7 @@ def measure(args) -> dict:
         result["models"][name] = {
             "judge": judge_stats(effect, direction, scores["input"], scores[name]),
             "detail": detail_stats(inputs, outputs[name], region),
-            "flicker": {"ratio_mean": _r(np.mean(flick), 3), "ratio_max": _r(np.max(flick), 3),
+            "flicker": {"ratio_mean": rounded(np.mean(flick), 3), "ratio_max": rounded(np.max(flick), 3),
                         "faces": len(clips), "frames": args.flicker_frames,
                         "motion": "0.5 px/frame drift at 256 px, 0.08 deg/frame turn, 0.1%/frame zoom"},
         }

@@ -374,35 +374,36 @@ def judge_stats(effect: str, direction: str, before: np.ndarray, after: np.ndarr
     """Judge figures of one set of outputs against the inputs (after=None: the inputs alone)."""
     sign = 1.0 if direction == "AB" else -1.0
     if effect == "age":
-        out = {"mean_age_before": _r(before.mean()), "hist_bins": AGE_BINS,
+        out = {"mean_age_before": rounded(before.mean()), "hist_bins": AGE_BINS,
                "hist_before": np.histogram(np.clip(before, 0, 100), AGE_BINS)[0].tolist()}
         if after is not None:
             shift = after - before
-            out.update(mean_age_after=_r(after.mean()), mean_shift_years=_r(shift.mean()),
-                       median_shift_years=_r(np.median(shift)), shift_p10=_r(np.percentile(shift, 10)),
-                       shift_p90=_r(np.percentile(shift, 90)),
-                       frac_shift_5y_right_way=_r((sign * shift >= 5).mean(), 4),
+            out.update(mean_age_after=rounded(after.mean()), mean_shift_years=rounded(shift.mean()),
+                       median_shift_years=rounded(np.median(shift)), shift_p10=rounded(np.percentile(shift, 10)),
+                       shift_p90=rounded(np.percentile(shift, 90)),
+                       frac_shift_5y_right_way=rounded((sign * shift >= 5).mean(), 4),
                        hist_after=np.histogram(np.clip(after, 0, 100), AGE_BINS)[0].tolist())
         return out
     key = "p_female" if effect == "gender" else "p_anime"
-    out = {f"{key}_mean_before": _r(before.mean(), 4), "hist_bins": PROB_BINS,
+    out = {f"{key}_mean_before": rounded(before.mean(), 4), "hist_bins": PROB_BINS,
            "hist_before": np.histogram(before, PROB_BINS)[0].tolist()}
     if after is None:
         return out
-    out.update({f"{key}_mean_after": _r(after.mean(), 4), "hist_after": np.histogram(after, PROB_BINS)[0].tolist()})
+    out.update({f"{key}_mean_after": rounded(after.mean(), 4), "hist_after": np.histogram(after, PROB_BINS)[0].tolist()})
     # The effect should move the judge across 0.5 in its direction: AB = towards female / anime.
     was = before < 0.5 if direction == "AB" else before >= 0.5
     now = after >= 0.5 if direction == "AB" else after < 0.5
     if effect == "gender":
-        out["flip_rate"] = _r(now[was].mean(), 4) if was.any() else None
+        out["flip_rate"] = rounded(now[was].mean(), 4) if was.any() else None
         out["n_eligible"] = int(was.sum())  # faces the judge saw as the source gender before
     else:
-        out["anime_rate_before"] = _r((before >= 0.5).mean(), 4)
-        out["anime_rate_after"] = _r((after >= 0.5).mean(), 4)
+        out["anime_rate_before"] = rounded((before >= 0.5).mean(), 4)
+        out["anime_rate_after"] = rounded((after >= 0.5).mean(), 4)
     return out
 
 
-def _r(x, nd: int = 2):
+def rounded(x, nd: int = 2) -> float | None:
+    """round(float(x), nd), None kept: figures as they go into JSON results."""
     return None if x is None else round(float(x), nd)
 
 
