@@ -25,6 +25,19 @@ def _norm(kind: str, ch: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}")
 
 
+def residual_output(x: torch.Tensor, y: torch.Tensor, training: bool) -> torch.Tensor:
+    """input + residual, clamped to the pixel range [-1, 1].
+
+    While training, the clamp passes gradients straight through: a plain clamp has zero gradient wherever a
+    pixel saturates, so no loss can pull such a pixel back, and saturated blobs, once formed, stay (seen in
+    CycleGAN teachers). The forward value is the same clamp either way; in eval mode (inference, export) it
+    is a plain clamp, so exported graphs get a single Clip.
+    """
+    out = x + y
+    clamped = torch.clamp(out, -1.0, 1.0)
+    return out + (clamped - out).detach() if training else clamped
+
+
 class UpConv(nn.Module):
     """x2 upsampling as nearest resize + conv: no checkerboard, and int8/phone friendly."""
 
@@ -75,7 +88,7 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.body(x))
-        return torch.clamp(x + y, -1.0, 1.0) if self.residual else torch.tanh(y)
+        return residual_output(x, y, self.training) if self.residual else torch.tanh(y)
 
 
 class PatchDiscriminator(nn.Module):
@@ -136,7 +149,7 @@ class StudentGenerator(nn.Module):
         h = h + self.mid(h)
         for up, fuse, skip in zip(reversed(self.up), reversed(self.fuse), reversed(skips)):
             h = fuse(up(h) + skip)
-        return torch.clamp(x + self.head(h), -1.0, 1.0)
+        return residual_output(x, self.head(h), self.training)
 
 
 NETWORKS = {"resnet_generator": ResnetGenerator, "patch_discriminator": PatchDiscriminator,

@@ -69,6 +69,19 @@ def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artif
     assert cont != snap and read_manifest(cont)["progress"]["step"] == 3  # the snapshot itself is left as it was
 
 
+def test_saturated_generator_pixels_still_get_gradients_but_stay_in_range():
+    net = nets.build({"type": "resnet_generator", "ngf": 4, "n_blocks": 1})
+    with torch.no_grad():
+        net.head[1].bias.fill_(5.0)  # push every pixel far past +1
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    y = net(x)
+    assert y.max() <= 1.0  # the output is clamped to the pixel range ...
+    y.sum().backward()
+    assert net.head[1].bias.grad.abs().min() > 0  # ... yet a loss can still pull saturated pixels back
+    net.eval()  # inference (and export) is a plain clamp
+    assert torch.equal(net(x).detach(), torch.ones_like(x))
+
+
 def test_mac_counter_on_a_layer_with_known_cost():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1)  # 8 outputs x 3*3*3 MACs per pixel
     assert nets.count_macs(conv, 16) == 16 * 16 * 8 * 27
