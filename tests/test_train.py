@@ -53,6 +53,16 @@ def test_resume_continues_at_same_step_and_learning_rate(tmp_path, faces_artifac
     assert [line.split(",")[0] for line in (run / "losses.csv").read_text().splitlines()[1:]] == ["2", "4", "6", "8"]
 
 
+def test_cli_resume_may_lower_the_identity_loss_but_keeps_the_networks(tmp_path, faces_artifact):
+    run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
+    cmd = [sys.executable, str(REPO / "train" / "teacher.py"), "--resume", str(run), "--iters", "3",
+           "--lambda-idt", "0", "--ngf", "64"]  # --ngf is a network option: ignored on resume
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    m = read_manifest(run)
+    assert m["progress"]["step"] == 3 and m["config"]["lambda_idt"] == 0.0 and m["config"]["ngf"] == 4
+
+
 def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artifact):
     run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
