@@ -35,14 +35,14 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facefx.errors import FacefxError, cli_main  # noqa: E402
-from facefx.judges import AGE_BINS, PROB_BINS, judge_stats, rounded  # noqa: E402
+from facefx.judges import AGE_BINS, EFFECT_JUDGE, PROB_BINS, judge_stats, rounded  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-# effect -> (judge, default source face sets per direction)
-EFFECTS = {
-    "age": ("age", {"AB": ["artifacts/faces/young"], "BA": ["artifacts/faces/old"]}),
-    "gender": ("gender", {"AB": ["artifacts/faces/men"], "BA": ["artifacts/faces/women"]}),
-    "style": ("anime", {"AB": ["artifacts/faces/selfies"], "BA": ["artifacts/faces/anime"]}),
+# effect -> default source face sets per direction (the judge: facefx.judges.EFFECT_JUDGE)
+DEFAULT_FACES = {
+    "age": {"AB": ["artifacts/faces/young"], "BA": ["artifacts/faces/old"]},
+    "gender": {"AB": ["artifacts/faces/men"], "BA": ["artifacts/faces/women"]},
+    "style": {"AB": ["artifacts/faces/selfies"], "BA": ["artifacts/faces/anime"]},
 }
 # ---- image figures ----------------------------------------------------------------------------------------
 def face_region(spec, size: int) -> np.ndarray:
@@ -212,7 +212,7 @@ def source_faces(args, teacher_m: dict | None, student_run: Path | None) -> list
                 return list(sets)
         except (FacefxError, KeyError, TypeError):
             pass
-    return EFFECTS[args.effect][1][args.direction]
+    return DEFAULT_FACES[args.effect][args.direction]
 
 
 def measure(args) -> dict:
@@ -230,7 +230,7 @@ def measure(args) -> dict:
     effect, direction = args.effect, args.direction
     if not (args.teacher or args.student or args.models):
         raise FacefxError("nothing to measure: pass --teacher RUN, --student RUN and/or --models models/<effect>")
-    judge = load_judge(EFFECTS[effect][0], root=args.judges)
+    judge = load_judge(EFFECT_JUDGE[effect], root=args.judges)
 
     # ---- the models, and the crop size they work at
     runners: dict[str, Runner] = {}
@@ -358,7 +358,7 @@ def summary_lines(result: dict) -> list[str]:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--effect", required=True, choices=sorted(EFFECTS), help="effect to measure")
+    ap.add_argument("--effect", required=True, choices=sorted(DEFAULT_FACES), help="effect to measure")
     ap.add_argument("--direction", default="AB", choices=["AB", "BA"], help="teacher direction (AB: young->old, "
                     "men->women, photo->anime) [AB]")
     ap.add_argument("--teacher", type=Path, help="teacher run folder")

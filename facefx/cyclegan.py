@@ -436,12 +436,13 @@ def snapshot(run: str | os.PathLike, dest: str | os.PathLike, judge: bool = True
 
 def judge_teacher(folder: str | os.PathLike, manifest: dict) -> dict:
     """The effect's judge on each direction's held-out faces, before and after the teacher (fp16 weights as
-    committed, run in fp32). {} with a reason when the effect has no judge or no held-out faces are found."""
-    from facefx.judges import EFFECT_JUDGE, judge_dir, judge_generator
+    committed, run in fp32). {"skipped": reason} when the effect has no judge or no held-out faces are found."""
+    from facefx.judges import EFFECT_JUDGE, judge_dir, judge_generator, load_judge
 
     effect = manifest["effect"]
     if effect not in EFFECT_JUDGE or not (judge_dir(EFFECT_JUDGE[effect]) / "manifest.json").is_file():
         return {"skipped": f"no judge for effect {effect!r} (benchmarks/judges.py trains them)"}
+    judge = load_judge(EFFECT_JUDGE[effect])
     out = {}
     for direction, sets in (("AB", manifest["domains"]["A"]), ("BA", manifest["domains"]["B"])):
         try:
@@ -451,5 +452,5 @@ def judge_teacher(folder: str | os.PathLike, manifest: dict) -> dict:
         if len(faces) == 0:
             return {"skipped": f"no held-out faces in {', '.join(sets)}"}
         net, _ = load_generator(folder, direction)
-        out[direction] = judge_generator(effect, net.float(), to_model(faces), direction)
+        out[direction] = judge_generator(judge, effect, net.float(), to_model(faces), direction)
     return out

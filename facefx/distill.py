@@ -105,13 +105,14 @@ class PairsConfig:
     max_faces: int = 0  # 0 = all
 
 
-# A judge-based check that the teacher really did its job on a pair: name -> (judge, pass test, description).
-JUDGE_CHECKS: dict[tuple[str, str], tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = {
-    ("age", "AB"): ("age", lambda before, after: after - before >= 5.0, "age judge saw < 5 years of ageing"),
-    ("age", "BA"): ("age", lambda before, after: before - after >= 5.0, "age judge saw < 5 years of rejuvenation"),
-    ("gender", "AB"): ("gender", lambda before, after: after >= 0.5, "gender judge still saw a man"),
-    ("gender", "BA"): ("gender", lambda before, after: after < 0.5, "gender judge still saw a woman"),
-    ("style", "AB"): ("anime", lambda before, after: after >= 0.5, "anime judge did not see a drawing"),
+# A judge-based check that the teacher really did its job on a pair (the judge: facefx.judges.EFFECT_JUDGE):
+# (effect, direction) -> (pass test, description).
+JUDGE_CHECKS: dict[tuple[str, str], tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = {
+    ("age", "AB"): (lambda before, after: after - before >= 5.0, "age judge saw < 5 years of ageing"),
+    ("age", "BA"): (lambda before, after: before - after >= 5.0, "age judge saw < 5 years of rejuvenation"),
+    ("gender", "AB"): (lambda before, after: after >= 0.5, "gender judge still saw a man"),
+    ("gender", "BA"): (lambda before, after: after < 0.5, "gender judge still saw a woman"),
+    ("style", "AB"): (lambda before, after: after >= 0.5, "anime judge did not see a drawing"),
 }
 
 
@@ -121,9 +122,9 @@ def _judge_check(effect: str, direction: str):
     if check is None:
         return None
     try:
-        from facefx.judges import load_judge
+        from facefx.judges import EFFECT_JUDGE, load_judge
 
-        return load_judge(check[0]), check[1], check[2]
+        return load_judge(EFFECT_JUDGE[effect]), check[0], check[1]
     except (ImportError, FacefxError):
         return None
 

@@ -364,6 +364,7 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> Path:
         print(f"judge {cfg.target}: {metrics} -> {final}")
     return final
 
+
 # ---- what an effect did, by its judge ------------------------------------------------------------------
 EFFECT_JUDGE = {"age": "age", "gender": "gender", "style": "anime"}  # effect -> the judge that measures it
 AGE_BINS = list(range(0, 101, 5))
@@ -408,16 +409,14 @@ def rounded(x, nd: int = 2) -> float | None:
 
 
 @torch.no_grad()
-def judge_generator(effect: str, generator: nn.Module, faces: torch.Tensor, direction: str = "AB",
-                    root: str | os.PathLike | None = None, batch: int = 32) -> dict:
-    """The effect's judge on held-out faces (N, 3, S, S) float RGB [-1, 1] before and after a generator.
+def judge_generator(judge: Judge, effect: str, generator: nn.Module, faces: torch.Tensor, direction: str = "AB",
+                    batch: int = 32) -> dict:
+    """A judge's figures on held-out faces (N, 3, S, S) float RGB [-1, 1] before and after a generator.
 
     Teacher snapshots record this in their manifest, so every committed teacher says how strong its effect is.
     """
-    judge = load_judge(EFFECT_JUDGE[effect], root=root)
     generator = generator.eval()
     after = torch.cat([generator(faces[i:i + batch]).float() for i in range(0, len(faces), batch)])
     out = judge_stats(effect, direction, judge.predict(faces), judge.predict(after))
     out = {k: v for k, v in out.items() if not k.startswith("hist")}
     return {"judge": judge.name, "direction": direction, "faces": len(faces), **out}
-
