@@ -2,6 +2,7 @@
 
     python export/export.py --student artifacts/students/age/00003-AB-256px
     python export/export.py --student artifacts/students/age/00003-AB-256px --formats onnx,int8 --calib 64
+    python export/export.py --student artifacts/students/age/00003-AB-256px --formats tflite --add
     python export/export.py --list-formats
 
 Every format is timed, size-logged and parity-checked on held-out real faces; a format that cannot be built
@@ -42,6 +43,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--int8-activations", choices=["int8", "uint8"], default=d.int8_activations,
                     help="int8 model's activation type: uint8 (U8S8) is fast on x86; int8 is ONNX Runtime's "
                          f"QDQ default (default {d.int8_activations})")
+    ap.add_argument("--add", action="store_true",
+                    help="keep the formats already in --out (an export of this same student) and make only "
+                         "--formats; e.g. --formats tflite from an environment with litert-torch")
     ap.add_argument("--list-formats", action="store_true", help="print the formats table and exit")
     ap.add_argument("--dry-run", action="store_true", help="print what would be exported, write nothing")
     return ap.parse_args(argv)
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
     cfg = ExportConfig(student=args.student, out=args.out, formats=formats, calib=args.calib,
                        eval_faces=args.eval_faces, faces=args.faces, repeats=args.repeats, threads=args.threads,
-                       int8_activations=args.int8_activations)
+                       int8_activations=args.int8_activations, add=args.add)
     if args.dry_run:
         print(json.dumps(plan(cfg), indent=2))
         return

@@ -139,6 +139,9 @@ class ExportConfig:
     # int8 activations: unsigned (U8S8, the x86 VNNI kernel's native form) ran as fast as fp32 here while
     # signed activations ran 25-45% slower; weights are always signed, per channel.
     int8_activations: str = "uint8"
+    # Keep the formats already in `out` (an export of this same student) and (re)make only `formats`: how a format
+    # that needs its own environment (TFLite) joins an export made in the main one.
+    add: bool = False
 
 
 def _resolve_artifact(path: str) -> Path | None:
@@ -502,6 +505,8 @@ class Exporter:
                                       "not shipped")
                 parity[ort_name] = {"max_abs_diff_vs_pytorch": diff}
             else:
+                if "int8" not in self.outputs:  # the int8 ONNX was kept from an earlier export (--add)
+                    self.outputs["int8"] = self._run(self.dir / n)
                 parity[ort_name] = {"psnr_vs_fp32_db": _db(psnr(y, self.outputs["fp32"])),
                                     "psnr_vs_int8_onnx_db": _db(psnr(y, self.outputs["int8"]))}
             latency[ort_name] = latency_ms(self._load(self.dir / ort_name), self.x_eval,
@@ -595,9 +600,31 @@ class Exporter:
                 "parity": {"max_abs_diff_vs_pytorch": diff, "faces": len(self.x_eval)}}
 
     # -- the whole export --
+    def kept_formats(self, out: Path, remade: set[str]) -> dict[str, dict]:
+        """With --add: the formats of the export in `out` that this run does not remake (same student only)."""
+        try:
+            old = read_manifest(out, kind="export")
+        except FacefxError:
+            raise FacefxError(f"--add needs an earlier export in {out}; run without --add first") from None
+        parent = old.get("parent") or {}
+        if parent.get("hash") != content_hash(self.manifest):
+            raise FacefxError(f"{out} was exported from {parent.get('path')}, not from {self.student_dir}; "
+                              "--add only adds formats to an export of the same student")
+        return {k: v for k, v in old.get("formats", {}).items() if k not in remade}
+
     def run(self, formats: list[Format], unavailable: dict[str, str], out: Path) -> dict:
+        kept = self.kept_formats(out, {f.name for f in formats} | set(unavailable)) if self.cfg.add else {}
         with staged_dir(out, replace=True) as tmp, tempfile.TemporaryDirectory(prefix="facefx-export-") as scratch:
             self.dir, self.scratch = tmp, Path(scratch)
+            for name, res in kept.items():
+                for f in res.get("files", []):
+                    src = out / f
+                    if not src.exists():
+                        raise FacefxError(f"--add: {src} ({name}) is missing from the earlier export; re-export "
+                                          "without --add")
+                    (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / f)
+                self.results[name] = res
+                self.log(f"{name:>7}: kept from the earlier export")
             for fmt in formats:
                 t = time.perf_counter()
                 try:

@@ -243,6 +243,44 @@ def test_reexport_replaces_the_folder_only_when_complete(exported, student, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["age"]
 
 
+def test_add_remakes_one_format_and_keeps_the_others(exported, student, tmp_path):
+    """--add (how TFLite joins from its own environment): the other formats' files stay byte for byte."""
+    import shutil
+
+    out = tmp_path / "age"
+    shutil.copytree(exported, out)
+    before = read_manifest(out, kind="export")["formats"]
+    lines: list[str] = []
+    export_student(ExportConfig(student=str(student), out=str(out), formats=["ort"], calib=2, eval_faces=2,
+                                repeats=1, add=True), log=lines.append)
+    kept = sorted(line.split(":")[0].strip() for line in lines if "kept from the earlier export" in line)
+    assert kept == sorted(set(before) - {"onnx", "ort"})  # ort is made from onnx: both remade
+    m = read_manifest(out, kind="export")
+    assert list(m["formats"]) == list(before)  # every format still listed, in table order
+    for name in set(before) - {"onnx", "ort"}:
+        assert m["formats"][name] == before[name]
+    for f in before["int8"]["files"]:
+        assert (out / f).read_bytes() == (exported / f).read_bytes()
+    assert m["formats"]["onnx"]["parity"]["faces"] == 2  # remade with this run's settings (the fixture used 4)
+    assert m["formats"]["ort"]["parity"]["age_int8.ort"]["psnr_vs_int8_onnx_db"] is None  # same as the kept int8
+    verify_files(out, m)  # the manifest hashes every file, kept ones included
+    assert "age_int8.onnx" in (out / "README.md").read_text()
+
+
+def test_add_refuses_an_export_of_another_student(exported, student, tmp_path):
+    import shutil
+
+    out = tmp_path / "age"
+    shutil.copytree(exported, out)
+    m = read_manifest(out, kind="export")
+    m["parent"]["hash"] = "0" * 64
+    write_manifest(out, m)
+    with pytest.raises(FacefxError, match="only adds formats to an export of the same student"):
+        export_student(ExportConfig(student=str(student), out=str(out), formats=["onnx"], add=True),
+                       log=lambda _l: None)
+    assert read_manifest(out, kind="export")["parent"]["hash"] == "0" * 64  # untouched
+
+
 def test_refuses_to_replace_a_folder_that_is_not_an_export(student, tmp_path):
     precious = tmp_path / "mine"
     precious.mkdir()
