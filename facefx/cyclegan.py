@@ -29,7 +29,7 @@ from tqdm import tqdm
 from facefx import nets
 from facefx.crop import CropSpec
 from facefx.data import JitterSampler, load_domain, to_model
-from facefx.errors import FacefxError
+from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import ImagePool, lsgan
 from facefx.manifest import atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest, write_manifest
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_bgr
@@ -288,6 +288,7 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
                dynamic_ncols=True)
     acc: dict[str, float] = {}
     stop_reason = "done"
+    restore_signals = interrupt_on_signals()  # `kill` saves and stops, like Ctrl+C
     try:
         while step < cfg.iters:
             for group in model.opt_G.param_groups + model.opt_D.param_groups:
@@ -336,6 +337,7 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
     except KeyboardInterrupt:
         stop_reason = "interrupted"
     finally:
+        restore_signals()
         bar.close()
     if ddp.main:
         sheet, ratio = _sample_sheet(model, fixed_A, fixed_B, cfg, device)

@@ -31,7 +31,7 @@ from facefx import nets
 from facefx.crop import CropSpec
 from facefx.cyclegan import load_generator
 from facefx.data import read_crops
-from facefx.errors import FacefxError
+from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import lsgan
 from facefx.manifest import (atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest, staged_dir,
                              write_manifest)
@@ -318,6 +318,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     metrics: dict = {}
     acc: dict[str, float] = {}
     bar = tqdm(total=cfg.iters, initial=step, desc=f"student {pairs_m['effect']}", unit="it", disable=not progress)
+    restore_signals = interrupt_on_signals()  # `kill` saves and stops, like Ctrl+C
     try:
         while step < cfg.iters:
             for g in opt_G.param_groups + opt_D.param_groups:
@@ -377,6 +378,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     except KeyboardInterrupt:
         bar.write("interrupted: saving a checkpoint")
     finally:
+        restore_signals()
         bar.close()
     if not metrics or step % cfg.eval_every:
         metrics = evaluate_student(netG, test)

@@ -1,7 +1,8 @@
 """One loader for exported effect models: backend chosen from the file, contract read from its metadata.
 
 Never imports torch. The contract (effect, size, pixel contract, crop spec, provenance, metrics) is a JSON
-string stored under the metadata key "facefx" (ONNX metadata_props; CoreML user-defined metadata), so a
+string stored under the metadata key "facefx" (ONNX metadata_props; CoreML user-defined metadata; the TFLite
+flatbuffer's metadata list), so a
 model file alone tells how to feed it. A model without it, or with one that does not match what the caller
 expects, is refused with a FacefxError.
 """
@@ -19,7 +20,8 @@ from facefx.errors import FacefxError
 
 CONTRACT_KEY = "facefx"
 CONTRACT_VERSION = 1
-BACKENDS = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+BACKENDS = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml",
+            ".tflite": "litert"}
 
 
 class EffectModel:
@@ -33,6 +35,10 @@ class EffectModel:
         if backend == "onnxruntime":
             self._input = session.get_inputs()[0].name
             self._output = session.get_outputs()[0].name
+        elif backend == "litert":
+            session.allocate_tensors()
+            self._input = session.get_input_details()[0]["index"]
+            self._output = session.get_output_details()[0]["index"]
 
     @property
     def size(self) -> int:
@@ -50,6 +56,13 @@ class EffectModel:
             # The exported graphs have a fixed batch of 1 (phone runtimes prefer static shapes).
             outs = [self._session.run([self._output], {self._input: x[i:i + 1]})[0] for i in range(len(x))]
             return np.concatenate(outs)
+        if self.backend == "litert":
+            outs = []
+            for i in range(len(x)):
+                self._session.set_tensor(self._input, x[i:i + 1])
+                self._session.invoke()
+                outs.append(self._session.get_tensor(self._output).copy())
+            return np.concatenate(outs).reshape(x.shape)
         return self._predict_coreml(x)
 
     def _predict_coreml(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - macOS only
@@ -77,6 +90,8 @@ def read_contract(path: str | os.PathLike) -> dict:
         import onnxruntime as ort
 
         props = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    elif backend == "litert":
+        props = _tflite_metadata(path)
     else:
         import coremltools as ct
 
@@ -100,12 +115,30 @@ def _parse_contract(path: Path, props: dict) -> dict:
     return contract
 
 
+def _tflite_metadata(path: Path) -> dict:
+    """The flatbuffer's named metadata entries as strings (the LiteRT interpreter does not expose them)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(bytearray(path.read_bytes()), 0)
+        out = {}
+        for i in range(model.MetadataLength()):
+            meta = model.Metadata(i)
+            name = (meta.Name() or b"").decode(errors="replace")
+            data = model.Buffers(meta.Buffer()).DataAsNumpy()
+            if name == CONTRACT_KEY and not isinstance(data, int):  # DataAsNumpy gives 0 for an empty buffer
+                out[name] = bytes(data).decode(errors="replace")
+    except Exception as err:  # a truncated or foreign flatbuffer
+        raise FacefxError(f"{path.name} is not a readable TFLite model ({type(err).__name__}); re-export it") from None
+    return out
+
+
 def _backend(path: Path) -> str:
     if not path.exists():
         raise FacefxError(f"model {path} does not exist; export one with export/export.py or pick a shipped effect")
     backend = BACKENDS.get(path.suffix)
     if backend is None:
-        raise FacefxError(f"{path.name}: unknown model format; use .onnx, .ort or .mlpackage")
+        raise FacefxError(f"{path.name}: unknown model format; use .onnx, .ort, .tflite or .mlpackage")
     return backend
 
 
@@ -125,6 +158,18 @@ def load_model(path: str | os.PathLike, effect: str | None = None, size: int | N
         mlmodel = ct.models.MLModel(str(path))
         contract = _parse_contract(path, dict(mlmodel.user_defined_metadata))
         session: Any = mlmodel
+    elif backend == "litert":
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise FacefxError(f"{path.name} is a TFLite model and needs the LiteRT interpreter: "
+                              "pip install ai-edge-litert") from None
+        contract = _parse_contract(path, _tflite_metadata(path))
+        try:
+            session = Interpreter(model_path=str(path), num_threads=threads or None)
+        except Exception as err:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError with long texts
+            raise FacefxError(f"{path.name} could not be loaded by LiteRT ({str(err).splitlines()[0]}); "
+                              "re-export it") from None
     else:
         import onnxruntime as ort
 

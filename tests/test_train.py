@@ -63,6 +63,30 @@ def test_cli_resume_may_lower_the_identity_loss_but_keeps_the_networks(tmp_path,
     assert m["progress"]["step"] == 3 and m["config"]["lambda_idt"] == 0.0 and m["config"]["ngf"] == 4
 
 
+def test_kill_saves_a_checkpoint_at_the_current_step(tmp_path, faces_artifact):
+    """`kill PID` on a background run (nohup) stops it at once with its work saved, not lost since the last save."""
+    import signal
+    import time
+
+    cmd = [sys.executable, str(REPO / "train" / "teacher.py"), "--effect", "age", "--a", str(faces_artifact),
+           "--b", str(faces_artifact), "--root", str(tmp_path), "--size", "32", "--ngf", "4", "--n-blocks", "1",
+           "--ndf", "4", "--iters", "100000", "--no-bf16", "--checkpoint-minutes", "100", "--sample-every", "100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob("age/*/losses.csv")) and time.time() < deadline:  # a first 50 steps logged
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-1500:]
+    assert "interrupted at step" in out
+    step = read_manifest(next((tmp_path / "age").iterdir()))["progress"]["step"]
+    assert 50 <= step < 100000
+
+
 def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artifact):
     run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
