@@ -78,12 +78,9 @@ FORMATS = (
     Format("tflite", ".tflite", "export_tflite", ("litert-torch",), (), "LiteRT (TFLite) fp32"),
 )
 _IMPORT_NAMES = {"litert-torch": "litert_torch"}
-# Why TFLite is usually missing here: litert-torch 0.10.0 depends on xdsl, which pins typing-extensions<4.13,
-# while coremltools 9.0 needs cattrs, which needs typing-extensions>=4.14. It works in its own environment.
 _UNAVAILABLE_HINTS = {
-    "tflite": "litert-torch is not installed (litert-torch==0.10.0 pins typing-extensions<4.13 through xdsl, which "
-              "conflicts with coremltools 9.0's cattrs; to export TFLite, run this script from an environment with "
-              "facefx's requirements and litert-torch==0.10.0 but without coremltools, with --formats onnx,tflite)",
+    "tflite": "litert-torch is not installed (it is large, so it has its own extra: pip install -e '.[tflite]', then "
+              "add TFLite to an export with --formats tflite --add)",
 }
 
 

@@ -187,6 +187,47 @@ def test_coreml_predictions_match_pytorch(exported, faces_and_reference):  # pra
     assert np.abs(y - ref).max() < 0.05 and np.abs(y - ref).mean() < 0.01
 
 
+# ---- TFLite ---------------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(export_formats()[4]["status"] != "available", reason="litert-torch not installed (extra [tflite])")
+def test_tflite_matches_pytorch_and_carries_the_contract(exported, faces_and_reference):
+    x, ref = faces_and_reference
+    effect = load_model(exported / "age.tflite", effect="age", size=S)
+    assert np.abs(effect(x) - ref).max() < 1e-3
+    assert effect.contract["format"] == "tflite"
+    assert _formats(exported)["tflite"]["parity"]["max_abs_diff_vs_pytorch"] < 1e-3
+
+
+def _shipped_tflite() -> list[Path]:
+    return sorted((Path(__file__).resolve().parents[1] / "models").glob("*/*.tflite"))
+
+
+@pytest.mark.skipif(not _shipped_tflite(), reason="no TFLite model shipped")
+@pytest.mark.parametrize("path", _shipped_tflite(), ids=lambda p: p.name)
+def test_shipped_tflite_runs_like_its_onnx_and_refuses_another_contract(path, faces_artifact, tmp_path):
+    """The LiteRT interpreter (a dependency) runs a shipped .tflite like the .onnx beside it, contract included."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from facefx.prepare import load_faces
+
+    contract = read_contract(path)
+    size, effect = contract["size"], contract["effect"]
+    _, paths = load_faces(faces_artifact, "test")
+    x = read_faces(paths[:2], size)
+    lite = load_model(path, effect=effect, size=size, threads=1)
+    assert np.abs(lite(x) - load_model(path.with_suffix(".onnx"))(x)).max() < 1e-3
+    with pytest.raises(FacefxError, match=f"is the {effect!r} effect"):
+        load_model(path, effect="not-" + effect)
+    bare = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    bare.metadata = [m for m in bare.metadata or [] if m.name not in ("facefx", b"facefx")]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(bare.Pack(builder), file_identifier=b"TFL3")
+    (tmp_path / "bare.tflite").write_bytes(builder.Output())
+    with pytest.raises(FacefxError, match="carries no facefx contract"):
+        load_model(tmp_path / "bare.tflite")
+
+
 # ---- manifest, card, atomic replace ----------------------------------------------------------------------------------
 def test_manifest_and_model_card(exported, student):
     m = read_manifest(exported, kind="export")
