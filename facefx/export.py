@@ -358,6 +358,8 @@ class Exporter:
         self.dir: Path = Path()  # the staging folder, set by run()
         self.scratch: Path = Path()
         self.results: dict[str, dict] = {}
+        self.earlier: dict | None = None  # with --add: the export manifest found in the output folder
+        self.kept: dict[str, dict] = {}  # with --add: its formats that this run keeps
         self.outputs: dict[str, np.ndarray] = {}  # format/precision -> outputs on x_eval
 
     # -- the contract, embedded in every file --
@@ -607,10 +609,11 @@ class Exporter:
         if parent.get("hash") != content_hash(self.manifest):
             raise FacefxError(f"{out} was exported from {parent.get('path')}, not from {self.student_dir}; "
                               "--add only adds formats to an export of the same student")
+        self.earlier = old
         return {k: v for k, v in old.get("formats", {}).items() if k not in remade}
 
     def run(self, formats: list[Format], unavailable: dict[str, str], out: Path) -> dict:
-        kept = self.kept_formats(out, {f.name for f in formats} | set(unavailable)) if self.cfg.add else {}
+        self.kept = kept = self.kept_formats(out, {f.name for f in formats} | set(unavailable)) if self.cfg.add else {}
         with staged_dir(out, replace=True) as tmp, tempfile.TemporaryDirectory(prefix="facefx-export-") as scratch:
             self.dir, self.scratch = tmp, Path(scratch)
             for name, res in kept.items():
@@ -679,6 +682,11 @@ class Exporter:
                                   for p, mm in self.chain],
                          cost=self.manifest.get("cost"), network=self.manifest.get("network"))
         m["metrics"] = dict(self.manifest.get("metrics", {}))
+        earlier = self.earlier
+        if earlier:  # --add: the kept formats' latencies were measured by the earlier run, on its machine
+            m["commands"] = earlier.get("commands", [earlier.get("command")]) + [m.get("command")]
+            if not any("latency" in self.results[k] for k in self.results if k not in self.kept):
+                m["machine"] = earlier.get("machine", m["machine"])
         m["files"] = hash_files(folder, files)
         return m
 

@@ -193,7 +193,8 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
     for ref in export.get("lineage", []):
         add(f"| {ref.get('kind')} | `{ref.get('path')}` | `{str(ref.get('hash'))[:12]}` | "
             f"`{ref.get('command') or '-'}` |")
-    add(f"| export | this folder | | `{export.get('command')}` |\n")
+    for command in export.get("commands", [export.get("command")]):  # several when formats were added (--add)
+        add(f"| export | this folder | | `{command}` |\n")
     if teacher:
         add(f"- Teacher: CycleGAN at {teacher.get('resolution')} px, generator "
             f"`{json.dumps(teacher.get('network', {}).get('G_' + direction, {}))}`.")
