@@ -401,4 +401,4 @@ def test_demo_video_is_shipped():
     n, w, h = (int(cap.get(p)) for p in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()
     assert (w, h) == (640, 480) and n >= 100
-    assert (REPO / "assets" / "demo.mp4").stat().st_size < 500_000
+    assert (REPO / "assets" / "demo.mp4").stat().st_size < 1_000_000  # small enough to keep in git
