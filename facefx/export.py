@@ -613,10 +613,11 @@ class Exporter:
         return {k: v for k, v in old.get("formats", {}).items() if k not in remade}
 
     def run(self, formats: list[Format], unavailable: dict[str, str], out: Path) -> dict:
-        self.kept = kept = self.kept_formats(out, {f.name for f in formats} | set(unavailable)) if self.cfg.add else {}
+        if self.cfg.add:
+            self.kept = self.kept_formats(out, {f.name for f in formats} | set(unavailable))
         with staged_dir(out, replace=True) as tmp, tempfile.TemporaryDirectory(prefix="facefx-export-") as scratch:
             self.dir, self.scratch = tmp, Path(scratch)
-            for name, res in kept.items():
+            for name, res in self.kept.items():
                 for f in res.get("files", []):
                     src = out / f
                     if not src.exists():
@@ -682,11 +683,10 @@ class Exporter:
                                   for p, mm in self.chain],
                          cost=self.manifest.get("cost"), network=self.manifest.get("network"))
         m["metrics"] = dict(self.manifest.get("metrics", {}))
-        earlier = self.earlier
-        if earlier:  # --add: the kept formats' latencies were measured by the earlier run, on its machine
-            m["commands"] = earlier.get("commands", [earlier.get("command")]) + [m.get("command")]
-            if not any("latency" in self.results[k] for k in self.results if k not in self.kept):
-                m["machine"] = earlier.get("machine", m["machine"])
+        if self.earlier:  # --add: the kept formats' latencies were measured by the earlier run, on its machine
+            m["commands"] = self.earlier.get("commands", [self.earlier.get("command")]) + [m.get("command")]
+            if not any("latency" in res for name, res in self.results.items() if name not in self.kept):
+                m["machine"] = self.earlier.get("machine", m["machine"])
         m["files"] = hash_files(folder, files)
         return m
 
