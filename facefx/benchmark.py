@@ -256,7 +256,8 @@ def render_plot(rows: Sequence[dict], path: str | os.PathLike) -> Path | None:
     heights = [max(1.5, 0.42 * len(model_rows) + 1.0)] if model_rows else []
     if e2e_runs:
         heights.append(max(1.5, 0.5 * len(e2e_runs) + 1.2))
-    fig, axes = plt.subplots(panels, 1, figsize=(10, sum(heights) + 0.8), squeeze=False,
+    # constrained layout makes room for the legends above each panel (tight_layout let them cover the title)
+    fig, axes = plt.subplots(panels, 1, figsize=(10, sum(heights) + 0.8), squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": heights})
     r0 = rows[0]
     common, _ = split_notes(rows)  # e.g. the machine's load: part of what the figure shows
@@ -311,7 +312,6 @@ def render_plot(rows: Sequence[dict], path: str | os.PathLike) -> Path | None:
         ax.legend(ncol=len(stages), fontsize=7, loc="lower right", frameon=False,
                   bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="x", alpha=0.2)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
