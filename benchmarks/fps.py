@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -32,6 +31,7 @@ from facefx.manifest import latest_run_dir, read_manifest, sha256_file  # noqa: 
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT_SUFFIXES = (".onnx", ".ort", ".mlpackage", ".tflite")
+BACKEND_LABELS = {"litert": "tflite"}  # facefx.runtime backend -> the results table's name for it
 
 
 # ---- finding what to measure ----------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def _input(size: int) -> np.ndarray:
 
 def exported_rows(header: dict, path: Path, threads: list[int], args, macs: int | str,
                   params: int | str) -> tuple[list[dict], list[str]]:
-    """Latency of one exported model file through its runtime, at each thread count (ONNX Runtime)."""
+    """Latency of one exported model file through its runtime, at each thread count (ONNX Runtime, LiteRT)."""
     from facefx.runtime import load_model
 
     notes: list[str] = []
@@ -135,56 +135,19 @@ def exported_rows(header: dict, path: Path, threads: list[int], args, macs: int 
                                   kind="model-only", **_timing(stats)))
         _print(rows[-1])
         return rows, notes
-    if path.suffix == ".tflite":
-        run, size, why = _tflite_runner(path)
-        if run is None:
-            return [], [f"{path.name}: {why}"]
-        for t in threads:
-            fn = run(t)
-            stats = bm.time_fn(fn, args.warmup, args.repeats, args.min_seconds)
-            rows.append(bm.result_row({**header, "threads": t}, model=path.name, model_hash=digest, backend="tflite",
-                                      precision=precision_of(path), size=size, macs=macs, params=params,
-                                      kind="model-only", **_timing(stats)))
-            _print(rows[-1])
-        return rows, notes
     for t in threads:
-        model = load_model(path, threads=t)
+        try:
+            model = load_model(path, threads=t)  # ONNX Runtime (.onnx, .ort) or the LiteRT interpreter (.tflite)
+        except FacefxError as err:  # e.g. no LiteRT interpreter installed
+            return rows, [f"{path.name}: {err}; skipped"]
         x = _input(model.size)
         stats = bm.time_fn(lambda: model(x), args.warmup, args.repeats, args.min_seconds)
         rows.append(bm.result_row({**header, "threads": t}, model=path.name, model_hash=digest,
-                                  backend="onnxruntime", precision=precision_of(path), size=model.size, macs=macs,
+                                  backend=BACKEND_LABELS.get(model.backend, model.backend),
+                                  precision=precision_of(path), size=model.size, macs=macs,
                                   params=params, kind="model-only", **_timing(stats)))
         _print(rows[-1])
     return rows, notes
-
-
-def _tflite_runner(path: Path) -> tuple[Callable[[int], Callable[[], object]] | None, int, str]:
-    """A TFLite interpreter factory (threads -> timed call), or None and why not."""
-    interp_cls = None
-    for mod, attr in (("ai_edge_litert.interpreter", "Interpreter"), ("tflite_runtime.interpreter", "Interpreter"),
-                      ("tensorflow.lite", "Interpreter")):
-        try:
-            interp_cls = getattr(__import__(mod, fromlist=[attr]), attr)
-            break
-        except ImportError:
-            continue
-    if interp_cls is None:
-        return None, 0, "no TFLite interpreter installed (pip install ai-edge-litert); skipped"
-
-    def make(threads: int) -> Callable[[], object]:
-        it = interp_cls(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
-        inp = it.get_input_details()[0]
-        x = np.random.default_rng(0).uniform(-1, 1, inp["shape"]).astype(inp["dtype"])
-
-        def call() -> None:
-            it.set_tensor(inp["index"], x)
-            it.invoke()
-        return call
-
-    probe = interp_cls(model_path=str(path))
-    shape = probe.get_input_details()[0]["shape"]
-    return make, int(max(shape[1:])), ""
 
 
 def onnx_cost(path: Path) -> tuple[int | str, int | str]:
