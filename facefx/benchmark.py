@@ -149,6 +149,7 @@ def append_results(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     old = read_results(path)
+    rows = _distinct_run_date(old, rows)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
     w.writeheader()
@@ -156,6 +157,19 @@ def append_results(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
         w.writerow({k: row.get(k, "") for k in RESULT_COLUMNS})
     atomic_write_bytes(path, buf.getvalue().encode())
     return path
+
+
+def _distinct_run_date(old: Sequence[dict], new: Sequence[dict]) -> list[dict]:
+    """Rows of one run share their date (to the second), so a run that starts in the same second as one already in
+    the file (tiny models, --no-end-to-end) is dated one second after the latest: the two stay apart."""
+    new = [dict(r) for r in new]
+    dates = {r["date"] for r in old}
+    if not old or not new or not dates & {r["date"] for r in new}:
+        return new
+    later = _dt.datetime.fromisoformat(max(dates)) + _dt.timedelta(seconds=1)
+    for r in new:
+        r["date"] = later.isoformat(timespec="seconds")
+    return new
 
 
 def latest_run(rows: Sequence[dict]) -> list[dict]:

@@ -232,6 +232,19 @@ def test_results_file_with_another_schema_is_refused(tmp_path):
     assert path.read_text() == "date,model,fps\n2025-01-01,x,3\n"  # untouched
 
 
+def test_two_runs_in_the_same_second_stay_two_runs(tmp_path):
+    """Rows of one run share a date; a second run started within the same second must not merge into the first."""
+    from facefx.benchmark import latest_run, result_row
+
+    header = {"date": "2026-01-01T00:00:00+00:00", "device": "d", "cpu": "c", "threads": 1, "versions": ""}
+    path = tmp_path / "d.csv"
+    append_results(path, [result_row(header, kind="model-only", model="a")])
+    append_results(path, [result_row(header, kind="model-only", model="b")])
+    rows = read_results(path)
+    assert len({r["date"] for r in rows}) == 2
+    assert [r["model"] for r in latest_run(rows)] == ["b"]
+
+
 def test_fps_with_nothing_to_measure_says_so(tmp_path, capsys):
     fps = _script("fps")
     with pytest.raises(SystemExit) as exc:
