@@ -102,10 +102,10 @@ def flicker(clip_in: np.ndarray, clip_out: np.ndarray) -> float:
 Runner = Callable[[np.ndarray], np.ndarray]  # uint8 RGB (N, S, S, 3) -> same
 
 
-def teacher_runner(run: Path, direction: str) -> tuple[Runner, dict]:
+def teacher_runner(run: Path, direction: str, strength: float = 1.0) -> tuple[Runner, dict]:
     from facefx.distill import TeacherLabeler
 
-    labeler = TeacherLabeler(run, direction)
+    labeler = TeacherLabeler(run, direction, strength=strength)
     return _batched(labeler, 16), labeler.manifest
 
 
@@ -215,6 +215,17 @@ def source_faces(args, teacher_m: dict | None, student_run: Path | None) -> list
     return DEFAULT_FACES[args.effect][args.direction]
 
 
+def pairs_strength(student_run: Path | None) -> float:
+    """The effect strength the student's targets were made with (distill/pairs.py --strength), else 1."""
+    from facefx.manifest import read_manifest
+
+    try:
+        parent = read_manifest(student_run)["parent"]
+        return float(read_manifest(parent["path"], kind="pairs").get("strength", 1.0))
+    except (FacefxError, KeyError, TypeError):
+        return 1.0
+
+
 def measure(args) -> dict:
     import torch
 
@@ -238,12 +249,14 @@ def measure(args) -> dict:
     sizes: dict[str, int] = {}
     teacher_m = None
     if args.teacher:
-        run_fn, teacher_m = teacher_runner(args.teacher, direction)
+        # The teacher as the student learned it: at the strength its pairs were made with.
+        strength = args.teacher_strength or (pairs_strength(args.student) if args.student else 1.0)
+        run_fn, teacher_m = teacher_runner(args.teacher, direction, strength)
         if teacher_m.get("effect") != effect:
             raise FacefxError(f"{args.teacher} is a {teacher_m.get('effect')!r} teacher, not {effect!r}")
         runners["teacher"] = run_fn
         sources["teacher"] = {"path": str(args.teacher), "step": teacher_m.get("progress", {}).get("step"),
-                              "resolution": teacher_m["resolution"],
+                              "resolution": teacher_m["resolution"], "strength": strength,
                               "hash": teacher_m.get("files", {}).get(f"G_{direction}.safetensors", "")[:12]}
     if args.student:
         run_fn, m, size = student_runner(args.student)
@@ -362,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--direction", default="AB", choices=["AB", "BA"], help="teacher direction (AB: young->old, "
                     "men->women, photo->anime) [AB]")
     ap.add_argument("--teacher", type=Path, help="teacher run folder")
+    ap.add_argument("--teacher-strength", type=float, default=None,
+                    help="scale of the teacher's change [the strength of --student's pairs, else 1]")
     ap.add_argument("--student", type=Path, help="student run folder")
     ap.add_argument("--models", type=Path, help="exported models folder, e.g. models/age")
     ap.add_argument("--faces", type=Path, action="append", help="face set(s) to take held-out faces from "

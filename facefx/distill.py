@@ -68,13 +68,25 @@ class TeacherLabeler:
     """Runs a teacher generator at its own resolution and returns targets at the student's resolution.
 
     Where the teacher is smaller than the student, target = input + upsample(teacher(x_low) - x_low): the
-    teacher's change at low resolution, the input's detail at full resolution.
+    teacher's change at low resolution, the input's detail at full resolution. `strength` scales the change
+    (an effect-intensity knob: 2 doubles what the teacher adds, wrinkles, make-up; 1 is the teacher as is).
     """
 
-    def __init__(self, teacher_run: str | os.PathLike, direction: str = "AB", device: str = "cpu"):
+    def __init__(self, teacher_run: str | os.PathLike, direction: str = "AB", device: str = "cpu",
+                 strength: float = 1.0):
+        if not 0 < strength <= 4:
+            raise FacefxError(f"strength {strength}: use a value in (0, 4]; 1 is the teacher's own change")
         self.net, self.manifest = load_generator(teacher_run, direction, device)
         self.res = int(self.manifest["resolution"])
         self.device = device
+        self.strength = float(strength)
+
+    def target_rule(self, size: int) -> str:
+        """How a target is made from an input, in words (written into the pairs manifest)."""
+        k = "" if self.strength == 1 else f"{self.strength:g} * "
+        if self.res == size:
+            return f"input + {k}(teacher(input) - input)" if k else "teacher(input)"
+        return f"input + {k}upsample(teacher(x_low) - x_low)"
 
     @torch.no_grad()
     def __call__(self, inputs_rgb: np.ndarray) -> np.ndarray:
@@ -85,7 +97,7 @@ class TeacherLabeler:
                                                      align_corners=False)
         with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
             fake = self.net(low).float()
-        delta = fake - low
+        delta = (fake - low) * self.strength
         if s != self.res:
             delta = F.interpolate(delta, size=(s, s), mode="bicubic", align_corners=False)
         return nchw_to_rgb((x + delta).clamp(-1, 1).cpu().numpy())
@@ -99,6 +111,7 @@ class PairsConfig:
     root: str = "artifacts/pairs"
     size: int = 256
     augment: int = 2  # augmented variants per face, besides the face itself
+    strength: float = 1.0  # scale of the teacher's change in the targets (TeacherLabeler)
     batch: int = 16
     judge_filter: bool = True
     seed: int = 0
@@ -133,7 +146,7 @@ def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
     """Label faces with the teacher; returns the pairs artifact folder."""
     teacher_m = read_manifest(cfg.teacher, kind="teacher")
     effect = teacher_m["effect"]
-    labeler = TeacherLabeler(cfg.teacher, cfg.direction)
+    labeler = TeacherLabeler(cfg.teacher, cfg.direction, strength=cfg.strength)
     domain = "A" if cfg.direction == "AB" else "B"
     face_sets = cfg.faces or teacher_m["domains"][domain]
     rng = np.random.default_rng(cfg.seed)
@@ -183,7 +196,7 @@ def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
         manifest = new_manifest(
             "pairs", effect=effect, parent=cfg.teacher, direction=cfg.direction, face_sets=list(face_sets),
             resolution=cfg.size, teacher_resolution=labeler.res,
-            target_rule="input + upsample(teacher(x_low) - x_low)" if labeler.res != cfg.size else "teacher(input)",
+            target_rule=labeler.target_rule(cfg.size), strength=cfg.strength,
             crop=CropSpec.from_dict(teacher_m["crop"]).with_size(cfg.size).to_dict(), pixels=PIXEL_CONTRACT,
             config=dataclasses.asdict(cfg),
             counts={**counts, "dropped": drops, "judge": "on" if judge else "unavailable or off"})

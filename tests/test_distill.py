@@ -9,6 +9,7 @@ import torch
 from facefx import nets
 from facefx.cyclegan import TeacherConfig, train_teacher
 from facefx.distill import PairsConfig, StudentConfig, TeacherLabeler, augment_webcam, make_pairs, train_student
+from facefx.errors import FacefxError
 from facefx.manifest import read_manifest, verify_files
 
 
@@ -43,6 +44,18 @@ def test_low_res_teacher_targets_keep_full_resolution_detail(tiny_teacher):
         for p in labeler.net.head.parameters():
             p.zero_()
     assert np.abs(labeler(x).astype(int) - x).max() <= 1
+
+
+def test_strength_scales_the_teachers_change(tiny_teacher):
+    """--strength 2 makes targets that change the face twice as much as the teacher does (the intensity knob)."""
+    x = np.random.default_rng(1).integers(90, 170, (2, 32, 32, 3), dtype=np.uint8)  # mid-grey: nothing clips
+    once = TeacherLabeler(tiny_teacher)(x).astype(int) - x
+    twice = TeacherLabeler(tiny_teacher, strength=2.0)(x).astype(int) - x
+    assert np.abs(once).mean() > 1  # the tiny teacher does change the face
+    assert np.abs(twice - 2 * once).max() <= 2  # uint8 rounding only
+    assert TeacherLabeler(tiny_teacher, strength=2.0).target_rule(64) == "input + 2 * upsample(teacher(x_low) - x_low)"
+    with pytest.raises(FacefxError, match="strength"):
+        TeacherLabeler(tiny_teacher, strength=0)
 
 
 def test_augmentation_changes_the_face_but_keeps_shape():
