@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--pairs", help="pairs artifact folder (distill/pairs.py)")
     ap.add_argument("--resume", type=Path, help="continue a student run folder")
+    ap.add_argument("--init", help="warm start from an earlier student run of the same network (new pairs, same "
+                                   "architecture: converges in a fraction of the iterations)")
     ap.add_argument("--root", default=d.root, help="where student runs are created")
     ap.add_argument("--widths", default=",".join(map(str, d.widths)), help="channels per U-Net level, comma-separated")
     ap.add_argument("--n-blocks", type=int, default=d.n_blocks, help="bottleneck residual blocks")
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             bf16=not args.no_bf16, threads=args.threads, device=args.device,
                             sample_every=args.sample_every, eval_every=args.eval_every,
-                            max_minutes=args.max_minutes, seed=args.seed)
+                            max_minutes=args.max_minutes, seed=args.seed, init=args.init)
         run = train_student(cfg)
     print(f"next: python export/export.py --student {run}")
 

@@ -233,6 +233,7 @@ class StudentConfig:
     max_minutes: float = 0.0
     seed: int = 0
     desc: str = ""
+    init: str | None = None  # warm start: an earlier student run of the same network (e.g. before a teacher improved)
 
     def generator_spec(self) -> dict:
         return {"type": "student_generator", "widths": list(self.widths), "n_blocks": self.n_blocks, "norm": self.norm,
@@ -315,6 +316,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         rng = np.random.default_rng(cfg.seed + step)
     else:
+        if cfg.init:
+            _warm_start(netG, netD, cfg, device)
         run = next_run_dir(Path(cfg.root) / pairs_m["effect"], cfg.desc or f"{size}px-w{cfg.widths[0]}")
         (run / "samples").mkdir(parents=True)
     macs, params = nets.count_macs(netG, size), nets.count_params(netG)
@@ -409,6 +412,18 @@ def _student_sheet(netG: nn.Module, test: _Pairs, idx: np.ndarray, path: Path) -
     netG.train()
     cols = [nchw_to_rgb(a)[..., ::-1] for a in (x.numpy(), y.numpy(), out)]
     save_png(path, grid([[c[i] for c in cols] for i in range(len(idx))], ["input", "teacher", "student"], cell=160))
+
+
+def _warm_start(netG: nn.Module, netD: nn.Module, cfg: StudentConfig, device: torch.device) -> None:
+    """Start from an earlier student's weights (G, and D where its checkpoint is there); optimizers start fresh."""
+    init = Path(cfg.init)
+    init_m = read_manifest(init, kind="student")
+    if init_m.get("network", {}).get("G") != cfg.generator_spec():
+        raise FacefxError(f"--init {init}: its network {init_m.get('network', {}).get('G')} differs from this run's "
+                          f"{cfg.generator_spec()}; pass the same --widths/--n-blocks/--norm or drop --init")
+    nets.load_weights(netG, init / "G.safetensors")
+    if (init / "checkpoint.pt").is_file():
+        netD.load_state_dict(torch.load(init / "checkpoint.pt", map_location=device, weights_only=True)["D"])
 
 
 def _append_csv(path: Path, row: dict) -> None:

@@ -81,3 +81,20 @@ def test_few_student_steps_lower_the_loss(tmp_path, tiny_teacher):
     net, m = nets.load_from_artifact(run, "G", kind="student")
     assert m["cost"]["macs"] == nets.count_macs(net, 32) and m["resolution"] == 32
     assert (run / "samples" / "step_000060.png").is_file()
+
+
+def test_student_warm_start_from_an_earlier_student(tmp_path, tiny_teacher):
+    """--init starts from an earlier student's weights; a different architecture is refused with a clear message."""
+    pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=32, augment=0,
+                                   judge_filter=False, batch=8), progress=False)
+    base = dict(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2, bf16=False,
+                sample_every=1000, eval_every=1000, log_every=1)
+    first = train_student(StudentConfig(**base, iters=3), progress=False)
+    warm = train_student(StudentConfig(**base, iters=1, lr=0.0, init=str(first)), progress=False)  # lr 0: no update
+    g0, _ = nets.load_from_artifact(first, "G", kind="student")
+    g1, m1 = nets.load_from_artifact(warm, "G", kind="student")
+    for (name, p0), (_, p1) in zip(g0.named_parameters(), g1.named_parameters()):
+        assert torch.equal(p0, p1), name
+    assert m1["config"]["init"] == str(first)
+    with pytest.raises(FacefxError, match="--init"):
+        train_student(StudentConfig(**{**base, "widths": (4, 16)}, iters=1, init=str(first)), progress=False)
