@@ -14,6 +14,7 @@ Outputs (benchmarks/results/):
                                student-vs-teacher and int8-vs-fp32 fidelity (PSNR/SSIM), temporal flicker
   quality_<effect>.png         contact sheet: input | teacher | student | int8, judge values on each cell
   quality_<effect>_hist.png    judge score distributions before and after
+  (--direction BA writes quality_<effect>_BA.*: a swap student is measured once each way)
 
     python benchmarks/quality.py --effect age --teacher artifacts/teachers/age/00000-128px-ngf32-b6
     python benchmarks/quality.py --effect age --student artifacts/students/age/00003-x --models models/age
@@ -338,14 +339,15 @@ def measure(args) -> dict:
     exported = "int8" if "int8" in outputs else "fp32" if "fp32" in outputs else None
     if exported:
         sheet_cols[exported] = outputs[exported]
-    sheet = out / f"quality_{effect}.png"
+    stem = f"quality_{effect}" + ("" if direction == "AB" else f"_{direction}")  # a swap student: one file each way
+    sheet = out / f"{stem}.png"
     contact_sheet(sheet, sheet_cols, scores, effect, args.sheet_rows)
-    hist = out / f"quality_{effect}_hist.png"
+    hist = out / f"{stem}_hist.png"
     histogram_plot(hist, effect, judge.unit, scores,
                    f"{effect} {direction} on {len(inputs)} held-out faces ({', '.join(Path(f).name for f in face_sets)})"
                    f"; {result['device']}, {result['date'][:10]}")
     result["files"] = {"sheet": sheet.name, "histogram": hist.name}
-    path = out / f"quality_{effect}.json"
+    path = out / f"{stem}.json"
     atomic_write_json(path, result)
     return result
 
@@ -391,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     result = measure(args)
     print("\n".join(summary_lines(result)))
-    print(f"wrote {args.out / ('quality_' + args.effect + '.json')} and the contact sheet "
+    print(f"wrote {args.out / result['files']['sheet'].replace('.png', '.json')} and the contact sheet "
           f"{args.out / result['files']['sheet']}")
 
 

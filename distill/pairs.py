@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     d = PairsConfig(teacher="")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--teacher", required=True, help="teacher artifact folder (train/teacher.py run or teachers/<effect>)")
-    ap.add_argument("--direction", choices=["AB", "BA"], default=d.direction, help="which teacher generator labels")
+    ap.add_argument("--direction", choices=["AB", "BA", "swap"], default=d.direction,
+                    help="which teacher generator labels: AB (domain A faces), BA (B faces), or swap (both: one "
+                         "student that turns each domain into the other, e.g. a gender swap)")
     ap.add_argument("--faces", nargs="+", help="face sets to label (default: the teacher's source domain)")
     ap.add_argument("--root", default=d.root, help="where pairs artifacts are written")
     ap.add_argument("--size", type=int, default=d.size, help="student resolution (pairs are made at this size)")

@@ -106,7 +106,7 @@ class TeacherLabeler:
 @dataclass
 class PairsConfig:
     teacher: str
-    direction: str = "AB"
+    direction: str = "AB"  # AB, BA, or swap (A -> B and B -> A in one student)
     faces: list[str] | None = None  # default: the teacher's source-domain face sets
     root: str = "artifacts/pairs"
     size: int = 256
@@ -142,47 +142,63 @@ def _judge_check(effect: str, direction: str):
         return None
 
 
+def pair_jobs(direction: str, teacher_m: dict, faces: list[str] | None) -> list[tuple[str, list[str]]]:
+    """(teacher generator direction, face sets it labels) for a pairs direction: AB, BA, or swap (both: a student
+    that turns each domain into the other, e.g. men -> women and women -> men in one model)."""
+    if direction not in ("AB", "BA", "swap"):
+        raise FacefxError(f"direction {direction!r}: use AB, BA or swap")
+    if direction == "swap":
+        if faces:
+            raise FacefxError("--faces with --direction swap is ambiguous (which generator labels them?); "
+                              "drop --faces to label the teacher's two domains")
+        return [("AB", list(teacher_m["domains"]["A"])), ("BA", list(teacher_m["domains"]["B"]))]
+    return [(direction, list(faces or teacher_m["domains"]["A" if direction == "AB" else "B"]))]
+
+
 def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
     """Label faces with the teacher; returns the pairs artifact folder."""
     teacher_m = read_manifest(cfg.teacher, kind="teacher")
     effect = teacher_m["effect"]
-    labeler = TeacherLabeler(cfg.teacher, cfg.direction, strength=cfg.strength)
-    domain = "A" if cfg.direction == "AB" else "B"
-    face_sets = cfg.faces or teacher_m["domains"][domain]
+    jobs = [(d, sets, TeacherLabeler(cfg.teacher, d, strength=cfg.strength),
+             _judge_check(effect, d) if cfg.judge_filter else None)
+            for d, sets in pair_jobs(cfg.direction, teacher_m, cfg.faces)]
     rng = np.random.default_rng(cfg.seed)
-    judge = _judge_check(effect, cfg.direction) if cfg.judge_filter else None
     out = next_run_dir(Path(cfg.root) / effect, f"{cfg.direction}-{cfg.size}px")
     counts: dict[str, int] = {}
     drops: dict[str, int] = {}
     sharp: list[float] = []
     with staged_dir(out) as tmp:
         for split in ("train", "test"):
-            paths = [p for f in face_sets for p in load_faces(f, split)[1]]
-            if cfg.max_faces:
-                paths = paths[: cfg.max_faces if split == "train" else max(2, cfg.max_faces // 4)]
+            job_paths = []
+            for _, sets, _, _ in jobs:
+                paths = [p for f in sets for p in load_faces(f, split)[1]]
+                if cfg.max_faces:
+                    paths = paths[: cfg.max_faces if split == "train" else max(2, cfg.max_faces // 4)]
+                job_paths.append(paths)
             variants = 1 + (cfg.augment if split == "train" else 0)
-            n = len(paths) * variants
+            n = sum(len(p) for p in job_paths) * variants
             prefix = "" if split == "train" else "test_"
             inputs = np.lib.format.open_memmap(tmp / f"{prefix}inputs.npy", "w+", np.uint8, (n, cfg.size, cfg.size, 3))
             targets = np.lib.format.open_memmap(tmp / f"{prefix}targets.npy", "w+", np.uint8, (n, cfg.size, cfg.size, 3))
             keep = np.ones(n, bool)
             k = 0
-            for start in tqdm(range(0, len(paths), cfg.batch), desc=f"pairs {effect} {split}", unit="batch",
-                              disable=not progress):
-                faces = read_crops(paths[start:start + cfg.batch], cfg.size)[..., ::-1]  # BGR -> RGB
-                batch = [f for face in faces for f in
-                         [face] + [augment_webcam(face, rng) for _ in range(variants - 1)]]
-                batch = np.ascontiguousarray(np.stack(batch))
-                labels = labeler(batch)
-                inputs[k:k + len(batch)], targets[k:k + len(batch)] = batch, labels
-                if judge is not None and split == "train":
-                    model, passes, why = judge
-                    ok = passes(model.predict(torch.from_numpy(rgb_to_nchw(batch))),
-                                model.predict(torch.from_numpy(rgb_to_nchw(labels))))
-                    keep[k:k + len(batch)] = ok
-                    drops[why] = drops.get(why, 0) + int((~ok).sum())
-                sharp += [sharpness(t) / max(sharpness(i), 1e-6) for i, t in zip(batch[::4], labels[::4])]
-                k += len(batch)
+            for (d, _, labeler, judge), paths in zip(jobs, job_paths):
+                for start in tqdm(range(0, len(paths), cfg.batch), desc=f"pairs {effect} {d} {split}", unit="batch",
+                                  disable=not progress):
+                    faces = read_crops(paths[start:start + cfg.batch], cfg.size)[..., ::-1]  # BGR -> RGB
+                    batch = [f for face in faces for f in
+                             [face] + [augment_webcam(face, rng) for _ in range(variants - 1)]]
+                    batch = np.ascontiguousarray(np.stack(batch))
+                    labels = labeler(batch)
+                    inputs[k:k + len(batch)], targets[k:k + len(batch)] = batch, labels
+                    if judge is not None and split == "train":
+                        model, passes, why = judge
+                        ok = passes(model.predict(torch.from_numpy(rgb_to_nchw(batch))),
+                                    model.predict(torch.from_numpy(rgb_to_nchw(labels))))
+                        keep[k:k + len(batch)] = ok
+                        drops[why] = drops.get(why, 0) + int((~ok).sum())
+                    sharp += [sharpness(t) / max(sharpness(i), 1e-6) for i, t in zip(batch[::4], labels[::4])]
+                    k += len(batch)
             inputs.flush(), targets.flush()
             del inputs, targets
             if not keep.all():  # rewrite without the dropped pairs
@@ -193,13 +209,17 @@ def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
         if counts["train"] == 0:
             raise FacefxError("the judge rejected every pair: the teacher has not learned the effect yet; "
                               "train it longer or pass --no-judge-filter")
+        labeler = jobs[0][2]
         manifest = new_manifest(
-            "pairs", effect=effect, parent=cfg.teacher, direction=cfg.direction, face_sets=list(face_sets),
+            "pairs", effect=effect, parent=cfg.teacher, direction=cfg.direction,
+            face_sets=[f for _, sets, _, _ in jobs for f in sets],
+            face_sets_by_direction={d: sets for d, sets, _, _ in jobs},
             resolution=cfg.size, teacher_resolution=labeler.res,
             target_rule=labeler.target_rule(cfg.size), strength=cfg.strength,
             crop=CropSpec.from_dict(teacher_m["crop"]).with_size(cfg.size).to_dict(), pixels=PIXEL_CONTRACT,
             config=dataclasses.asdict(cfg),
-            counts={**counts, "dropped": drops, "judge": "on" if judge else "unavailable or off"})
+            counts={**counts, "dropped": drops,
+                    "judge": "on" if any(j[3] for j in jobs) else "unavailable or off"})
         manifest["metrics"] = {"target_sharpness_ratio_median": round(float(np.median(sharp)), 3),
                                "target_sharpness_ratio_p10": round(float(np.percentile(sharp, 10)), 3)}
         manifest["files"] = hash_files(tmp, ["inputs.npy", "targets.npy", "test_inputs.npy", "test_targets.npy"])
@@ -446,6 +466,7 @@ def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD
     manifest = new_manifest(
         "student", effect=pairs_m["effect"], parent=cfg.pairs, network={"G": cfg.generator_spec()},
         resolution=size, crop=pairs_m["crop"], pixels=PIXEL_CONTRACT, direction=pairs_m.get("direction"),
+        strength=pairs_m.get("strength", 1.0),
         config={**dataclasses.asdict(cfg), "widths": list(cfg.widths)},
         progress={"step": step, "iters": cfg.iters, "elapsed_s": round(elapsed, 1),
                   "s_per_iter": round(elapsed / max(step, 1), 3)},

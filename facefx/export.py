@@ -181,9 +181,10 @@ def source_face_sets(chain: list[tuple[Path, dict]]) -> tuple[list[Path], str]:
             if all(sets):
                 return sets, f"pairs {p} face_sets"
         if m.get("kind") == "teacher" and m.get("domains"):
-            sets = [_resolve_artifact(s) for s in m["domains"]["A" if direction == "AB" else "B"]]
+            names = {"AB": ["A"], "BA": ["B"]}.get(direction, ["A", "B"])  # swap: both domains
+            sets = [_resolve_artifact(s) for n in names for s in m["domains"][n]]
             if all(sets):
-                return sets, f"teacher {p} domain {direction[0]}"
+                return sets, f"teacher {p} domain {'+'.join(names)}"
     root = Path("artifacts/faces") if Path("artifacts/faces").is_dir() else REPO / "artifacts/faces"
     sets = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file())
     if not sets:

@@ -99,8 +99,15 @@ def _judged(teacher: dict | None, direction: str) -> dict:
     return ((teacher or {}).get("metrics", {}).get("judge") or {}).get(direction) or {}
 
 
+def _directions(direction: str) -> list[str]:
+    """The teacher generators behind a student: a swap student learned both."""
+    return ["AB", "BA"] if direction == "swap" else [direction]
+
+
 def _weak_effect(teacher: dict | None, direction: str) -> str:
     """A warning when the teacher's judge numbers say the effect is faint (the student copies its teacher)."""
+    if direction == "swap":
+        return " ".join(w for w in (_weak_effect(teacher, d) for d in ("AB", "BA")) if w)
     j = _judged(teacher, direction)
     sign = 1 if direction == "AB" else -1
     if "mean_shift_years" in j and sign * j["mean_shift_years"] < 5:
@@ -117,14 +124,16 @@ def _weak_effect(teacher: dict | None, direction: str) -> str:
 
 def _teacher_strength(teacher: dict | None, direction: str) -> str:
     """The teacher's effect on held-out faces, by the effect's judge (recorded in its snapshot manifest)."""
+    if direction == "swap":
+        return "\n".join(_teacher_strength(teacher, d) for d in ("AB", "BA"))
     j = _judged(teacher, direction)
     if not j:
         return ("The teacher's effect was not measured by a judge; `python benchmarks/quality.py --effect "
                 "<effect> --teacher <teacher>` measures it.\n")
     rows = {k: v for k, v in j.items() if k not in ("judge", "direction", "faces")}
     progress = (teacher or {}).get("progress", {})
-    lines = [f"Strength of the effect: the `{j['judge']}` judge on {j['faces']} held-out faces before and after the "
-             f"teacher (step {progress.get('step')}, {progress.get('images_seen_per_domain')} images seen per "
+    lines = [f"Strength of the effect ({direction}): the `{j['judge']}` judge on {j['faces']} held-out faces before "
+             f"and after the teacher (step {progress.get('step')}, {progress.get('images_seen_per_domain')} images seen per "
              "domain); the student copies its teacher.\n", "| judge figure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
     return "\n".join(lines) + "\n"
@@ -139,7 +148,7 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
     machine = export.get("machine", {})
     direction = student.get("direction") or "AB"
     faces_by_path = dict(faces or {})
-    domains = _domain_names(teacher, direction, faces_by_path)
+    domains = _domain_names(teacher, "BA" if direction == "BA" else "AB", faces_by_path)
     face_sets = [str(p) for p in export.get("faces", {}).get("face_sets", [])]
     if teacher:
         face_sets += [p for d in teacher.get("domains", {}).values() for p in d]
@@ -149,8 +158,14 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
     add(f"# facefx `{effect}` effect\n")
     what = EFFECTS.get(effect, f"the `{effect}` effect")
     add(f"A compact image-to-image network that {what}, on {size}x{size} face crops, fast enough for live "
-        "video on phones and laptops. " + (f"It maps faces of **{domains[0]}** to **{domains[1]}**."
-                                          if domains else ""))
+        "video on phones and laptops. "
+        + (f"It maps faces of **{domains[0]}** to **{domains[1]}**, and **{domains[1]}** to **{domains[0]}**: one "
+           "model for both directions." if domains and direction == "swap" else
+           f"It maps faces of **{domains[0]}** to **{domains[1]}**." if domains else ""))
+    strength = student.get("strength", 1.0)
+    if strength != 1.0:
+        add(f"\nEffect strength {strength:g}: the student learned {strength:g} times the change its teacher makes "
+            "(`distill/pairs.py --strength`), because the teacher alone is faint.")
     add("")
     if teacher:
         add("Made by facefx: a CycleGAN teacher learned the effect from two unpaired face sets, labelled real faces, "
@@ -196,8 +211,9 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
     for command in export.get("commands", [export.get("command")]):  # several when formats were added (--add)
         add(f"| export | this folder | | `{command}` |\n")
     if teacher:
-        add(f"- Teacher: CycleGAN at {teacher.get('resolution')} px, generator "
-            f"`{json.dumps(teacher.get('network', {}).get('G_' + direction, {}))}`.")
+        gens = ", ".join(f"G_{d} `{json.dumps(teacher.get('network', {}).get('G_' + d, {}))}`"
+                         for d in _directions(direction))
+        add(f"- Teacher: CycleGAN at {teacher.get('resolution')} px, generator {gens}.")
     add(f"- Student: `{json.dumps(student.get('network', {}).get('G', {}))}` at {size} px"
         + (f", {student['cost'].get('gmac')} GMAC, {student['cost'].get('params'):,} parameters"
            if isinstance(student.get("cost"), dict) and student["cost"].get("params") else "") + ".")

@@ -36,6 +36,24 @@ def test_pairs_from_a_tiny_teacher(tmp_path, tiny_teacher):
     assert m["metrics"]["target_sharpness_ratio_median"] > 0.8  # targets keep the input's detail
 
 
+def test_swap_pairs_label_each_domain_with_its_own_generator(tmp_path, tiny_teacher):
+    """--direction swap: domain A faces labelled by G_AB and domain B faces by G_BA, in one pairs artifact."""
+    out = make_pairs(PairsConfig(teacher=str(tiny_teacher), direction="swap", root=str(tmp_path), size=32, augment=0,
+                                 batch=4, judge_filter=False), progress=False)
+    m = read_manifest(out, kind="pairs")
+    x, y = np.load(out / "inputs.npy"), np.load(out / "targets.npy")
+    n_train = sum(i["split"] == "train" for i in read_manifest(m["face_sets"][0])["items"])
+    assert len(x) == 2 * n_train and m["direction"] == "swap" and set(m["face_sets_by_direction"]) == {"AB", "BA"}
+    # The tiny teacher's domains hold the same faces: the two halves share inputs but not targets.
+    assert np.array_equal(x[:n_train], x[n_train:])
+    ab = TeacherLabeler(tiny_teacher, "AB")(x[:n_train])
+    ba = TeacherLabeler(tiny_teacher, "BA")(x[:n_train])
+    assert np.array_equal(y[:n_train], ab) and np.array_equal(y[n_train:], ba) and not np.array_equal(ab, ba)
+    with pytest.raises(FacefxError, match="swap"):
+        make_pairs(PairsConfig(teacher=str(tiny_teacher), direction="swap", faces=[m["face_sets"][0]],
+                               root=str(tmp_path)), progress=False)
+
+
 def test_low_res_teacher_targets_keep_full_resolution_detail(tiny_teacher):
     labeler = TeacherLabeler(tiny_teacher)
     rng = np.random.default_rng(0)

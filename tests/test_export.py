@@ -245,6 +245,22 @@ def test_manifest_and_model_card(exported, student):
     assert "Warnings" not in card  # metrics recorded, int8 above target
 
 
+def test_model_card_of_a_swap_student_names_both_directions(exported):
+    """A swap student (distill/pairs.py --direction swap) is described as one model for both ways, with its
+    strength, and the teacher's judge figures for each direction."""
+    from facefx.modelcard import render_model_card
+
+    m = read_manifest(exported, kind="export")
+    student = {"direction": "swap", "strength": 2.0, "metrics": {"psnr_vs_teacher_db": 30.0}}
+    judged = {"judge": "gender", "faces": 10, "flip_rate": 0.9}
+    teacher = {"domains": {"A": ["faces/men"], "B": ["faces/women"]}, "resolution": 128,
+               "network": {"G_AB": {"ngf": 32}, "G_BA": {"ngf": 32}},
+               "metrics": {"judge": {"AB": {**judged, "direction": "AB"}, "BA": {**judged, "direction": "BA"}}}}
+    card = render_model_card(m, student, teacher)
+    assert "**men** to **women**, and **women** to **men**" in card
+    assert "Effect strength 2" in card and "(AB)" in card and "(BA)" in card and "G_BA" in card
+
+
 def test_failed_export_leaves_the_old_folder_untouched(exported, student, tmp_path):
     before = sorted(p.name for p in exported.iterdir())
     broken = tmp_path / "student"
