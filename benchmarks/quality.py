@@ -208,7 +208,9 @@ def source_faces(args, teacher_m: dict | None, student_run: Path | None) -> list
 
         try:
             parent = read_manifest(student_run)["parent"]
-            sets = read_manifest(parent["path"], kind="pairs").get("face_sets")
+            pairs_m = read_manifest(parent["path"], kind="pairs")
+            # a swap student's pairs hold both domains: measure the one this direction starts from
+            sets = (pairs_m.get("face_sets_by_direction") or {}).get(args.direction) or pairs_m.get("face_sets")
             if sets:
                 return list(sets)
         except (FacefxError, KeyError, TypeError):
