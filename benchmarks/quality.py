@@ -203,30 +203,22 @@ def source_faces(args, teacher_m: dict | None, student_run: Path | None) -> list
     domain = "A" if args.direction == "AB" else "B"
     if teacher_m is not None:
         return list(teacher_m["domains"][domain])
-    if student_run is not None:  # student -> pairs -> the face sets the teacher labelled
-        from facefx.manifest import read_manifest
-
-        try:
-            parent = read_manifest(student_run)["parent"]
-            pairs_m = read_manifest(parent["path"], kind="pairs")
-            # a swap student's pairs hold both domains: measure the one this direction starts from
-            sets = (pairs_m.get("face_sets_by_direction") or {}).get(args.direction) or pairs_m.get("face_sets")
-            if sets:
-                return list(sets)
-        except (FacefxError, KeyError, TypeError):
-            pass
-    return DEFAULT_FACES[args.effect][args.direction]
+    pairs_m = student_pairs(student_run)  # student -> pairs -> the face sets the teacher labelled
+    # a swap student's pairs hold both domains: measure the one this direction starts from
+    sets = (pairs_m.get("face_sets_by_direction") or {}).get(args.direction) or pairs_m.get("face_sets")
+    return list(sets) if sets else DEFAULT_FACES[args.effect][args.direction]
 
 
-def pairs_strength(student_run: Path | None) -> float:
-    """The effect strength the student's targets were made with (distill/pairs.py --strength), else 1."""
+def student_pairs(student_run: Path | None) -> dict:
+    """The manifest of the pairs a student learned from, or {} where the lineage is not found."""
     from facefx.manifest import read_manifest
 
+    if student_run is None:
+        return {}
     try:
-        parent = read_manifest(student_run)["parent"]
-        return float(read_manifest(parent["path"], kind="pairs").get("strength", 1.0))
+        return read_manifest(read_manifest(student_run)["parent"]["path"], kind="pairs")
     except (FacefxError, KeyError, TypeError):
-        return 1.0
+        return {}
 
 
 def measure(args) -> dict:
@@ -253,7 +245,7 @@ def measure(args) -> dict:
     teacher_m = None
     if args.teacher:
         # The teacher as the student learned it: at the strength its pairs were made with.
-        strength = args.teacher_strength or (pairs_strength(args.student) if args.student else 1.0)
+        strength = args.teacher_strength or float(student_pairs(args.student).get("strength", 1.0))
         run_fn, teacher_m = teacher_runner(args.teacher, direction, strength)
         if teacher_m.get("effect") != effect:
             raise FacefxError(f"{args.teacher} is a {teacher_m.get('effect')!r} teacher, not {effect!r}")

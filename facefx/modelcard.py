@@ -107,7 +107,7 @@ def _directions(direction: str) -> list[str]:
 def _weak_effect(teacher: dict | None, direction: str) -> str:
     """A warning when the teacher's judge numbers say the effect is faint (the student copies its teacher)."""
     if direction == "swap":
-        return " ".join(w for w in (_weak_effect(teacher, d) for d in ("AB", "BA")) if w)
+        return " ".join(w for w in (_weak_effect(teacher, d) for d in _directions(direction)) if w)
     j = _judged(teacher, direction)
     sign = 1 if direction == "AB" else -1
     if "mean_shift_years" in j and sign * j["mean_shift_years"] < 5:
@@ -125,7 +125,7 @@ def _weak_effect(teacher: dict | None, direction: str) -> str:
 def _teacher_strength(teacher: dict | None, direction: str) -> str:
     """The teacher's effect on held-out faces, by the effect's judge (recorded in its snapshot manifest)."""
     if direction == "swap":
-        return "\n".join(_teacher_strength(teacher, d) for d in ("AB", "BA"))
+        return "\n".join(_teacher_strength(teacher, d) for d in _directions(direction))
     j = _judged(teacher, direction)
     if not j:
         return ("The teacher's effect was not measured by a judge; `python benchmarks/quality.py --effect "
