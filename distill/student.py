@@ -2,6 +2,7 @@
 
     python distill/student.py --pairs artifacts/pairs/age/00000-AB-256px
     python distill/student.py --resume artifacts/students/age/00000-256px-w8 --max-minutes 60
+    python distill/student.py --resume artifacts/students/age/00000-256px-w8 --snapshot students/age   # commit form
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from facefx.errors import cli_main  # noqa: E402
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    from facefx.distill import StudentConfig, student_config_from_run, train_student
+    from facefx.distill import StudentConfig, snapshot_student, student_config_from_run, train_student
     from facefx.errors import FacefxError
 
     d = StudentConfig(pairs="")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--pairs", help="pairs artifact folder (distill/pairs.py)")
     ap.add_argument("--resume", type=Path, help="continue a student run folder")
+    ap.add_argument("--snapshot", type=Path, metavar="DEST",
+                    help="with --resume: write a compact fp16 copy of that run (G, D, manifest) to DEST and exit")
     ap.add_argument("--init", help="warm start from an earlier student run of the same network (new pairs, same "
                                    "architecture: converges in a fraction of the iterations)")
     ap.add_argument("--root", default=d.root, help="where student runs are created")
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop with a checkpoint after this long (0: never)")
     ap.add_argument("--seed", type=int, default=d.seed, help="random seed")
     args = ap.parse_args(argv)
+    if args.resume and args.snapshot:
+        print(f"wrote {snapshot_student(args.resume, args.snapshot)}")
+        return
     if args.resume:
         cfg = dataclasses.replace(student_config_from_run(args.resume), max_minutes=args.max_minutes,
                                   threads=args.threads, device=args.device)

@@ -436,7 +436,8 @@ def _student_sheet(netG: nn.Module, test: _Pairs, idx: np.ndarray, path: Path) -
 
 
 def _warm_start(netG: nn.Module, netD: nn.Module, cfg: StudentConfig, device: torch.device) -> None:
-    """Start from an earlier student's weights (G, and D where its checkpoint is there); optimizers start fresh."""
+    """Start from an earlier student's weights (G, and D from its checkpoint or snapshot where there); optimizers
+    start fresh. The earlier student may be a run folder or a committed snapshot (students/<effect>)."""
     init = Path(cfg.init)
     init_m = read_manifest(init, kind="student")
     if init_m.get("network", {}).get("G") != cfg.generator_spec():
@@ -445,6 +446,27 @@ def _warm_start(netG: nn.Module, netD: nn.Module, cfg: StudentConfig, device: to
     nets.load_weights(netG, init / "G.safetensors")
     if (init / "checkpoint.pt").is_file():
         netD.load_state_dict(torch.load(init / "checkpoint.pt", map_location=device, weights_only=True)["D"])
+    elif (init / "D.safetensors").is_file() and init_m.get("network", {}).get("D") == cfg.discriminator_spec():
+        nets.load_weights(netD, init / "D.safetensors")
+
+
+def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Compact, committable copy of a student run: fp16 G and D weights and the manifest (step, metrics, the pairs
+    it came from); no optimizer state. A new machine warm-starts from it (student.py --init) or exports it."""
+    run, dest = Path(run), Path(dest)
+    manifest = read_manifest(run, kind="student")
+    cfg = student_config_from_run(run)
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    netG, netD = nets.build(cfg.generator_spec()), nets.build(cfg.discriminator_spec())
+    netG.load_state_dict(state["G"]), netD.load_state_dict(state["D"])
+    dest.mkdir(parents=True, exist_ok=True)
+    nets.save_weights(netG, dest / "G.safetensors", half=True)
+    nets.save_weights(netD, dest / "D.safetensors", half=True)
+    manifest["network"] = {"G": cfg.generator_spec(), "D": cfg.discriminator_spec()}
+    manifest["files"] = hash_files(dest, ["G.safetensors", "D.safetensors"])
+    manifest["snapshot_of"] = str(run)
+    write_manifest(dest, manifest)
+    return dest
 
 
 def _append_csv(path: Path, row: dict) -> None:

@@ -116,3 +116,27 @@ def test_student_warm_start_from_an_earlier_student(tmp_path, tiny_teacher):
     assert m1["config"]["init"] == str(first)
     with pytest.raises(FacefxError, match="--init"):
         train_student(StudentConfig(**{**base, "widths": (4, 16)}, iters=1, init=str(first)), progress=False)
+
+
+def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_teacher):
+    """--snapshot writes fp16 G and D with no optimizer state; --init from it starts at those weights, D included."""
+    from facefx.distill import snapshot_student
+
+    pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=32, augment=0,
+                                   judge_filter=False, batch=8), progress=False)
+    base = dict(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2, bf16=False,
+                sample_every=1000, eval_every=1000, log_every=1)
+    first = train_student(StudentConfig(**base, iters=3), progress=False)
+    snap = snapshot_student(first, tmp_path / "students" / "tiny")
+    assert sorted(p.name for p in snap.iterdir()) == ["D.safetensors", "G.safetensors", "manifest.json"]
+    g_snap, m = nets.load_from_artifact(snap, "G", kind="student")
+    assert m["snapshot_of"] == str(first) and m["progress"]["step"] == 3
+    warm = train_student(StudentConfig(**base, iters=1, lr=0.0, init=str(snap)), progress=False)
+    g1, _ = nets.load_from_artifact(warm, "G", kind="student")
+    for (name, p0), (_, p1) in zip(g_snap.named_parameters(), g1.named_parameters()):
+        assert torch.equal(p0, p1), name
+    d_first = torch.load(first / "checkpoint.pt", weights_only=True)["D"]
+    d_warm = torch.load(warm / "checkpoint.pt", weights_only=True)["D"]
+    for name, v in d_first.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, d_warm[name], atol=1e-3), name

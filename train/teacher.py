@@ -40,7 +40,9 @@ def parse(argv: list[str] | None):
     ap.add_argument("--lambda-idt", type=float, default=d.lambda_idt, help="identity loss weight, times lambda-cycle")
     ap.add_argument("--device", default=d.device, help="cpu or cuda")
     ap.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is faster on CPUs with AVX-512 BF16)")
-    ap.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="channels-last memory format (faster on some CPUs, slower on others: measure; off by "
+                         "default; on resume, kept unless given)")
     ap.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: torch's default)")
     ap.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes, help="checkpoint interval")
     ap.add_argument("--sample-every", type=int, default=d.sample_every, help="sample grid interval (iterations)")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         # stay as they were. The manifest's config records the values in force.
         overrides = {"max_minutes": args.max_minutes, "threads": args.threads, "device": args.device,
                      "checkpoint_minutes": args.checkpoint_minutes}
+        if args.channels_last is not None:  # a speed option, not the network
+            overrides["channels_last"] = args.channels_last
         for name in ("iters", "lr", "lambda_cycle", "lambda_idt"):
             if getattr(args, name) != ap.get_default(name):
                 overrides[name] = getattr(args, name)
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TeacherConfig(effect=args.effect, a=[str(p) for p in args.a], b=[str(p) for p in args.b], root=args.root,
                         size=args.size, ngf=args.ngf, n_blocks=args.n_blocks, ndf=args.ndf, batch=args.batch,
                         iters=args.iters, lr=args.lr, lambda_cycle=args.lambda_cycle, lambda_idt=args.lambda_idt,
-                        device=args.device, bf16=not args.no_bf16, channels_last=args.channels_last,
+                        device=args.device, bf16=not args.no_bf16, channels_last=bool(args.channels_last),
                         threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
                         sample_every=args.sample_every, max_minutes=args.max_minutes, seed=args.seed, desc=args.desc)
     run = train_teacher(cfg)
