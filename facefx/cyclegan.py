@@ -11,7 +11,6 @@ Runs on CPU (bf16 autocast where it is faster), CUDA, and under torchrun with DD
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
@@ -31,7 +30,8 @@ from facefx.crop import CropSpec
 from facefx.data import JitterSampler, load_domain, to_model
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import ImagePool, lsgan
-from facefx.manifest import atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest, write_manifest
+from facefx.manifest import (append_csv_row, atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest,
+                             write_manifest)
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_bgr
 from facefx.sheets import grid, save_png
 
@@ -311,8 +311,8 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
                 acc = {}
                 bar.set_postfix({k: f"{mean[k]:.3f}" for k in ("G_A", "G_B", "cycle_A", "D_A", "D_B")})
                 if ddp.main:
-                    _append_csv(log_path, {"step": step, "lr": cfg.lr * lr_factor(step, cfg),
-                                           "elapsed_s": round(elapsed_before + time.time() - t0, 1), **mean})
+                    append_csv_row(log_path, {"step": step, "lr": cfg.lr * lr_factor(step, cfg),
+                                              "elapsed_s": round(elapsed_before + time.time() - t0, 1), **mean})
                 # Collapse: a discriminator that wins outright for long stops teaching the generator.
                 d_low_streak = d_low_streak + 1 if min(mean["D_A"], mean["D_B"]) < 0.02 else 0
                 if d_low_streak == 10:
@@ -352,15 +352,6 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
 def _warn(warnings: list[str], text: str, bar: tqdm) -> None:
     warnings.append(text)
     bar.write(f"WARNING {text}")
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def _checkpoint(model: CycleGAN, run: Path, cfg: TeacherConfig, crop: dict, step: int, elapsed: float,

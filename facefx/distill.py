@@ -9,7 +9,6 @@ student: pairs artifact -> artifacts/students/<effect>/<NNNNN-desc>/ (kind "stud
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import math
@@ -33,8 +32,8 @@ from facefx.cyclegan import load_generator
 from facefx.data import read_crops
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import lsgan
-from facefx.manifest import (atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest, staged_dir,
-                             write_manifest)
+from facefx.manifest import (append_csv_row, atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest,
+                             staged_dir, write_manifest)
 from facefx.metrics import psnr, sharpness, ssim
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_rgb, rgb_to_nchw
 from facefx.prepare import load_faces
@@ -397,8 +396,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
                 mean = {k: v / cfg.log_every for k, v in acc.items()}
                 acc = {}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items()})
-                _append_csv(run / "losses.csv", {"step": step, "elapsed_s": round(elapsed_before + time.time() - t0, 1),
-                                                 **mean})
+                append_csv_row(run / "losses.csv",
+                               {"step": step, "elapsed_s": round(elapsed_before + time.time() - t0, 1), **mean})
             if step % cfg.sample_every == 0 or step == cfg.iters:
                 _student_sheet(netG, test, fixed, run / "samples" / f"step_{step:06d}.png")
             if step % cfg.eval_every == 0 or step == cfg.iters:
@@ -467,15 +466,6 @@ def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     manifest["snapshot_of"] = str(run)
     write_manifest(dest, manifest)
     return dest
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,

@@ -8,6 +8,7 @@ metrics. JSON only: loading a manifest never executes code.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
 import hashlib
 import json
@@ -53,6 +54,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def append_csv_row(path: str | os.PathLike, row: dict) -> None:
+    """Append one row to a log CSV (losses.csv), writing the header first when the file is new."""
+    path = Path(path)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def content_hash(manifest: dict) -> str:

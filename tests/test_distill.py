@@ -101,12 +101,18 @@ def test_few_student_steps_lower_the_loss(tmp_path, tiny_teacher):
     assert (run / "samples" / "step_000060.png").is_file()
 
 
-def test_student_warm_start_from_an_earlier_student(tmp_path, tiny_teacher):
-    """--init starts from an earlier student's weights; a different architecture is refused with a clear message."""
+@pytest.fixture
+def tiny_student_config(tmp_path, tiny_teacher) -> dict:
+    """StudentConfig fields for a few-second student on a tiny teacher's pairs."""
     pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=32, augment=0,
                                    judge_filter=False, batch=8), progress=False)
-    base = dict(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2, bf16=False,
+    return dict(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2, bf16=False,
                 sample_every=1000, eval_every=1000, log_every=1)
+
+
+def test_student_warm_start_from_an_earlier_student(tiny_student_config):
+    """--init starts from an earlier student's weights; a different architecture is refused with a clear message."""
+    base = tiny_student_config
     first = train_student(StudentConfig(**base, iters=3), progress=False)
     warm = train_student(StudentConfig(**base, iters=1, lr=0.0, init=str(first)), progress=False)  # lr 0: no update
     g0, _ = nets.load_from_artifact(first, "G", kind="student")
@@ -118,14 +124,11 @@ def test_student_warm_start_from_an_earlier_student(tmp_path, tiny_teacher):
         train_student(StudentConfig(**{**base, "widths": (4, 16)}, iters=1, init=str(first)), progress=False)
 
 
-def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_teacher):
+def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config):
     """--snapshot writes fp16 G and D with no optimizer state; --init from it starts at those weights, D included."""
     from facefx.distill import snapshot_student
 
-    pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=32, augment=0,
-                                   judge_filter=False, batch=8), progress=False)
-    base = dict(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2, bf16=False,
-                sample_every=1000, eval_every=1000, log_every=1)
+    base = tiny_student_config
     first = train_student(StudentConfig(**base, iters=3), progress=False)
     snap = snapshot_student(first, tmp_path / "students" / "tiny")
     assert sorted(p.name for p in snap.iterdir()) == ["D.safetensors", "G.safetensors", "manifest.json"]
