@@ -49,7 +49,10 @@ def find_student(effect: str, given: Path | None, root: Path) -> Path | None:
     if given:
         read_manifest(given, kind="student")
         return given
-    return latest_run_dir(root / effect)
+    run = latest_run_dir(root / effect)
+    if run is None and (REPO / "students" / effect / "manifest.json").is_file():
+        run = REPO / "students" / effect  # a committed snapshot
+    return run
 
 
 def find_exported(effect: str, given: Path | None, root: Path) -> list[Path]:

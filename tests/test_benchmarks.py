@@ -318,7 +318,8 @@ def test_quality_without_a_model_fails_with_one_line(capsys):
 # ---- report.py ---------------------------------------------------------------------------------------------
 def test_report_renders_speed_quality_and_judges_with_machine_and_date(fps_run, quality_run, tiny_judges, tmp_path):
     out = tmp_path / "results.md"
-    _script("report").main(["--results", str(fps_run), "--judges", str(tiny_judges), "--out", str(out)])
+    _script("report").main(["--results", str(fps_run), "--judges", str(tiny_judges), "--out", str(out),
+                            "--models", str(fps_run.parent / "models")])
     md = out.read_text()
     assert md.startswith("## Results")
     assert "#### Speed on Test Box" in md and "| age_int8.onnx | onnxruntime | int8 | 1 |" in md
@@ -327,10 +328,24 @@ def test_report_renders_speed_quality_and_judges_with_machine_and_date(fps_run, 
     assert "#### Judges" in md and "| age | years |" in md
 
 
+def test_report_marks_speed_rows_of_a_model_file_that_changed_since(fps_run, tiny_judges, tmp_path):
+    """A shipped file re-exported after fps.py timed it is labelled as an earlier export, not passed off as timed."""
+    models = tmp_path / "models"
+    shutil.copytree(fps_run.parent / "models", models)
+    (models / "age" / "age_int8.onnx").write_bytes(b"re-exported")
+    out = tmp_path / "results.md"
+    _script("report").main(["--results", str(fps_run), "--judges", str(tiny_judges), "--out", str(out),
+                            "--models", str(models)])
+    md = out.read_text()
+    assert "| age_int8.onnx (earlier export) | onnxruntime | int8 | 1 |" in md
+    assert "| age.onnx | onnxruntime | fp32 | 1 |" in md and "timed on an earlier export" in md
+
+
 def test_report_replaces_only_the_readme_results_section(fps_run, quality_run, tiny_judges, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# title\n\nintro\n\n## Data\n\nterms\n")
-    args = ["--results", str(fps_run), "--judges", str(tiny_judges), "--readme", str(readme)]
+    args = ["--results", str(fps_run), "--judges", str(tiny_judges), "--readme", str(readme),
+            "--models", str(fps_run.parent / "models")]
     _script("report").main(args)
     first = readme.read_text()
     assert first.startswith("# title\n\nintro\n\n## Data\n\nterms\n") and "#### Speed on Test Box" in first
