@@ -35,24 +35,24 @@ BACKEND_LABELS = {"litert": "tflite"}  # facefx.runtime backend -> the results t
 
 
 # ---- finding what to measure ----------------------------------------------------------------------------
+def committed_snapshot(kind_dir: str, effect: str) -> Path | None:
+    """teachers/<effect> or students/<effect> of this checkout (the committed fp16 form), where there is one."""
+    folder = REPO / kind_dir / effect
+    return folder if (folder / "manifest.json").is_file() else None
+
+
 def find_teacher(effect: str, given: Path | None, root: Path) -> Path | None:
     if given:
         read_manifest(given, kind="teacher")
         return given
-    run = latest_run_dir(root / effect)
-    if run is None and (REPO / "teachers" / effect / "manifest.json").is_file():
-        run = REPO / "teachers" / effect  # a committed snapshot
-    return run
+    return latest_run_dir(root / effect) or committed_snapshot("teachers", effect)
 
 
 def find_student(effect: str, given: Path | None, root: Path) -> Path | None:
     if given:
         read_manifest(given, kind="student")
         return given
-    run = latest_run_dir(root / effect)
-    if run is None and (REPO / "students" / effect / "manifest.json").is_file():
-        run = REPO / "students" / effect  # a committed snapshot
-    return run
+    return latest_run_dir(root / effect) or committed_snapshot("students", effect)
 
 
 def find_exported(effect: str, given: Path | None, root: Path) -> list[Path]:
