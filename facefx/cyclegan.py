@@ -413,14 +413,8 @@ def snapshot(run: str | os.PathLike, dest: str | os.PathLike, judge: bool = True
     run, dest = Path(run), Path(dest)
     manifest = read_manifest(run, kind="teacher")
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("G_AB", "G_BA", "D_A", "D_B"):
-        net = nets.build(manifest["network"][name])
-        net.load_state_dict(state[name])
-        nets.save_weights(net, dest / f"{name}.safetensors", half=True)
-    manifest["files"] = hash_files(dest, list(SNAPSHOT_FILES))
-    manifest["snapshot_of"] = str(run)
-    write_manifest(dest, manifest)
+    names = [f.removesuffix(".safetensors") for f in SNAPSHOT_FILES]
+    nets.save_snapshot(dest, manifest, {n: (manifest["network"][n], state[n]) for n in names}, source=run)
     if judge:  # measured on the snapshot as committed (fp16 weights)
         manifest.setdefault("metrics", {})["judge"] = judge_teacher(dest, manifest)
         write_manifest(dest, manifest)

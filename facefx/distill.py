@@ -456,16 +456,8 @@ def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     manifest = read_manifest(run, kind="student")
     cfg = student_config_from_run(run)
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    netG, netD = nets.build(cfg.generator_spec()), nets.build(cfg.discriminator_spec())
-    netG.load_state_dict(state["G"]), netD.load_state_dict(state["D"])
-    dest.mkdir(parents=True, exist_ok=True)
-    nets.save_weights(netG, dest / "G.safetensors", half=True)
-    nets.save_weights(netD, dest / "D.safetensors", half=True)
     manifest["network"] = {"G": cfg.generator_spec(), "D": cfg.discriminator_spec()}
-    manifest["files"] = hash_files(dest, ["G.safetensors", "D.safetensors"])
-    manifest["snapshot_of"] = str(run)
-    write_manifest(dest, manifest)
-    return dest
+    return nets.save_snapshot(dest, manifest, {n: (manifest["network"][n], state[n]) for n in ("G", "D")}, source=run)
 
 
 def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,

@@ -176,6 +176,23 @@ def save_weights(model: nn.Module, path: str | Path, half: bool = False) -> None
     atomic_write_bytes(path, save(state))
 
 
+def save_snapshot(dest: str | Path, manifest: dict, networks: dict[str, tuple[dict, dict]], source: str | Path) -> Path:
+    """The compact, committable form of a training run: each network {name: (spec, state_dict)} rebuilt from its spec
+    and saved as fp16 <name>.safetensors, and the run's manifest with those files' hashes; no optimizer state."""
+    from facefx.manifest import hash_files, write_manifest
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, (spec, state) in networks.items():
+        net = build(spec)
+        net.load_state_dict(state)
+        save_weights(net, dest / f"{name}.safetensors", half=True)
+    manifest["files"] = hash_files(dest, [f"{name}.safetensors" for name in networks])
+    manifest["snapshot_of"] = str(source)
+    write_manifest(dest, manifest)
+    return dest
+
+
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     from safetensors.torch import load_file
 
