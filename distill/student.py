@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", default=d.root, help="where student runs are created")
     ap.add_argument("--widths", default=",".join(map(str, d.widths)), help="channels per U-Net level, comma-separated")
     ap.add_argument("--n-blocks", type=int, default=d.n_blocks, help="bottleneck residual blocks")
+    ap.add_argument("--global-context", action="store_true",
+                    help="add a whole-face feature at the bottleneck (for two-way effects such as the gender swap)")
     ap.add_argument("--norm", choices=["batch", "none"], default=d.norm, help="normalization (folded at export)")
     ap.add_argument("--batch", type=int, default=d.batch, help="pairs per iteration")
     ap.add_argument("--iters", type=int, default=d.iters, help="total iterations (lr decays over the second half)")
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.pairs:
             raise FacefxError("pass --pairs PAIRS_FOLDER (from distill/pairs.py) or --resume RUN")
         cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
-                            n_blocks=args.n_blocks, norm=args.norm, batch=args.batch, iters=args.iters, lr=args.lr,
+                            n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context, batch=args.batch, iters=args.iters, lr=args.lr,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             bf16=not args.no_bf16, threads=args.threads, device=args.device,
                             sample_every=args.sample_every, eval_every=args.eval_every,

@@ -234,6 +234,7 @@ class StudentConfig:
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
     n_blocks: int = 2
     norm: str = "batch"
+    global_context: bool = False  # whole-face feature at the bottleneck (StudentGenerator): for two-way effects
     batch: int = 8
     iters: int = 6000
     lr: float = 2e-4
@@ -255,8 +256,11 @@ class StudentConfig:
     init: str | None = None  # warm start: an earlier student run of the same network (e.g. before a teacher improved)
 
     def generator_spec(self) -> dict:
-        return {"type": "student_generator", "widths": list(self.widths), "n_blocks": self.n_blocks, "norm": self.norm,
+        spec = {"type": "student_generator", "widths": list(self.widths), "n_blocks": self.n_blocks, "norm": self.norm,
                 "up_kernel": 1}
+        if self.global_context:  # only when on, so earlier students' specs (and --init checks) stay as they were
+            spec["global_context"] = True
+        return spec
 
     def discriminator_spec(self) -> dict:
         # Conditional PatchGAN: judges (input, output) pairs stacked on channels.
@@ -441,7 +445,7 @@ def _warm_start(netG: nn.Module, netD: nn.Module, cfg: StudentConfig, device: to
     init_m = read_manifest(init, kind="student")
     if init_m.get("network", {}).get("G") != cfg.generator_spec():
         raise FacefxError(f"--init {init}: its network {init_m.get('network', {}).get('G')} differs from this run's "
-                          f"{cfg.generator_spec()}; pass the same --widths/--n-blocks/--norm or drop --init")
+                          f"{cfg.generator_spec()}; pass the same --widths/--n-blocks/--norm/--global-context or drop --init")
     nets.load_weights(netG, init / "G.safetensors")
     if (init / "checkpoint.pt").is_file():
         netD.load_state_dict(torch.load(init / "checkpoint.pt", map_location=device, weights_only=True)["D"])

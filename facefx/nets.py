@@ -117,10 +117,14 @@ class StudentGenerator(nn.Module):
     connections by addition, BatchNorm (folded into convs at export) or none, ReLU, residual output.
 
     (B, 3, S, S) RGB [-1, 1] -> same; S divisible by 2**len(widths).
+
+    global_context: the bottleneck also adds a whole-image feature (global average pool -> 1x1 conv -> ReLU ->
+    1x1 conv, broadcast). Its 3x3 convs see only part of a 256 px face, but an effect such as the gender swap
+    must first decide, from the whole face, which way to go; the branch costs ~33 k MACs.
     """
 
     def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), n_blocks: int = 2, norm: str = "batch",
-                 up_kernel: int = 1):
+                 up_kernel: int = 1, global_context: bool = False):
         super().__init__()
         widths = tuple(widths)
         bias = norm == "none"
@@ -132,6 +136,9 @@ class StudentGenerator(nn.Module):
         self.down = nn.ModuleList(cbr(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:]))
         self.mid = nn.Sequential(*[nn.Sequential(cbr(widths[-1], widths[-1]), cbr(widths[-1], widths[-1]))
                                    for _ in range(n_blocks)])
+        c = widths[-1]
+        self.context = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1), nn.ReLU(True), nn.Conv2d(c, c, 1))
+                        if global_context else None)
         # A 1x1 conv after the resize keeps the decoder cheap; the 3x3 "fuse" conv does the spatial mixing.
         self.up = nn.ModuleList(nn.Sequential(UpConv(b, a, bias, up_kernel), _norm(norm, a), nn.ReLU(True))
                                 for a, b in zip(widths[:-1], widths[1:]))
@@ -147,6 +154,8 @@ class StudentGenerator(nn.Module):
             skips.append(h)
             h = down(h)
         h = h + self.mid(h)
+        if self.context is not None:
+            h = h + self.context(h)
         for up, fuse, skip in zip(reversed(self.up), reversed(self.fuse), reversed(skips)):
             h = fuse(up(h) + skip)
         return residual_output(x, self.head(h), self.training)

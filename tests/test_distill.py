@@ -143,3 +143,24 @@ def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config)
     for name, v in d_first.items():
         if v.is_floating_point():
             assert torch.allclose(v, d_warm[name], atol=1e-3), name
+
+
+def test_global_context_lets_a_corner_change_the_opposite_corner():
+    """Without the branch a 64 px student's output pixel sees only its neighbourhood; with it, the whole face (what a
+    two-way effect needs to decide its direction). Earlier students' specs (no key) still build without it."""
+    def corner_effect(spec: dict) -> float:
+        torch.manual_seed(0)
+        net = nets.build(spec).eval()
+        torch.nn.init.normal_(net.head.weight, std=0.05)
+        x = torch.zeros(1, 3, 64, 64)
+        x2 = x.clone()
+        x2[..., :8, :8] = 0.8  # something in the top-left corner
+        with torch.no_grad():
+            return float((net(x2) - net(x))[..., -8:, -8:].abs().max())  # seen in the bottom-right corner?
+
+    spec = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1}
+    assert corner_effect(spec) == 0.0
+    assert corner_effect({**spec, "global_context": True}) > 1e-6  # small (1/64 of the mean) but there
+    cfg = StudentConfig(pairs="", global_context=True)
+    assert nets.build(cfg.generator_spec()).context is not None
+    assert "global_context" not in StudentConfig(pairs="").generator_spec()

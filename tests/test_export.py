@@ -21,7 +21,8 @@ from facefx.pixels import PIXEL_CONTRACT
 from facefx.runtime import load_model, read_contract
 
 S = 32
-SPEC = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1}
+# global_context on: the whole-face branch (GlobalAveragePool + broadcast add) must survive every format too.
+SPEC = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1, "global_context": True}
 
 
 def _artifact(folder: Path, kind: str, parent, **fields) -> Path:
@@ -172,7 +173,8 @@ def test_coreml_packages_take_and_return_rgb_images_with_the_contract(exported):
             assert (d.type.imageType.width, d.type.imageType.height) == (S, S)
         contract = read_contract(exported / name)
         assert contract["effect"] == "age" and contract["size"] == S and contract["format"] == "coreml"
-    assert _formats(exported)["coreml"]["weights_vs_pytorch"]["convs"] == 7
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in nets.build(SPEC).modules())
+    assert _formats(exported)["coreml"]["weights_vs_pytorch"]["convs"] == n_convs
     if sys.platform != "darwin":  # a clear refusal instead of coremltools' failure at the first prediction
         with pytest.raises(FacefxError, match="runs only on macOS"):
             load_model(exported / "age.mlpackage")
