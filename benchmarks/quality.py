@@ -281,6 +281,7 @@ def measure(args) -> dict:
     face_sets = source_faces(args, teacher_m, args.student)
     paths = [p for f in face_sets for p in load_faces(f, "test")[1]]
     crop = CropSpec.from_dict(read_manifest(face_sets[0], kind="faces")["crop"]).with_size(size)
+    judge = judge.for_crop(crop)
     if args.limit:
         paths = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, args.limit).round().astype(int))]
     inputs = np.ascontiguousarray(read_crops(paths, size)[..., ::-1])  # (N, S, S, 3) uint8 RGB

@@ -31,7 +31,7 @@ from facefx.data import JitterSampler, load_domain, to_model
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import ImagePool, lsgan
 from facefx.manifest import (append_csv_row, atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest,
-                             write_manifest)
+                             verify_files, write_manifest)
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_bgr
 from facefx.sheets import grid, save_png
 
@@ -67,6 +67,7 @@ class TeacherConfig:
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = until iters
     seed: int = 0
     desc: str = ""
+    init: str | None = None  # warm start: the networks of an earlier teacher (run or snapshot), new data and schedule
     extra: dict = field(default_factory=dict)
 
     def generator_spec(self) -> dict:
@@ -262,6 +263,8 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
     model = CycleGAN(cfg, device)
     step, elapsed_before = 0, 0.0
     run = next_run_dir(Path(cfg.root) / cfg.effect, cfg.desc or f"{cfg.size}px-ngf{cfg.ngf}-b{cfg.n_blocks}")
+    if cfg.init and not resume:
+        _init_from(model, Path(cfg.init), cfg)
     if resume:
         step, elapsed_before = _restore(model, Path(resume), device)
         if (Path(resume) / "checkpoint.pt").is_file():
@@ -397,6 +400,29 @@ def _restore(model: CycleGAN, run: Path, device: torch.device) -> tuple[int, flo
     return int(manifest["progress"]["step"]), float(manifest["progress"]["elapsed_s"])
 
 
+def _init_from(model: CycleGAN, folder: Path, cfg: TeacherConfig) -> None:
+    """Warm start: the four networks of an earlier teacher (its run folder or committed snapshot), not its
+    optimizers, step or schedule. E.g. a teacher re-trained on re-prepared faces (another crop zoom) starts from
+    what it had learned instead of from noise."""
+    manifest = read_manifest(folder, kind="teacher")
+    ours = {"G_AB": cfg.generator_spec(), "G_BA": cfg.generator_spec(),
+            "D_A": cfg.discriminator_spec(), "D_B": cfg.discriminator_spec()}
+    theirs = {k: manifest.get("network", {}).get(k) for k in ours}
+    if theirs != ours:
+        raise FacefxError(f"--init {folder}: its networks {theirs} differ from this run's {ours}; pass the same "
+                          "--ngf/--n-blocks/--ndf or drop --init")
+    if (folder / "checkpoint.pt").is_file():
+        state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+        model.load_state({k: state[k] for k in ours})
+        return
+    missing = [f for f in SNAPSHOT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise FacefxError(f"--init {folder}: no checkpoint.pt and no snapshot ({', '.join(missing)} missing)")
+    verify_files(folder, manifest)
+    for name, net in model.modules().items():
+        nets.load_weights(net, folder / f"{name}.safetensors")
+
+
 def config_from_run(run: str | os.PathLike) -> TeacherConfig:
     manifest = read_manifest(run, kind="teacher")
     return TeacherConfig(**manifest["config"])
@@ -429,7 +455,7 @@ def judge_teacher(folder: str | os.PathLike, manifest: dict) -> dict:
     effect = manifest["effect"]
     if effect not in EFFECT_JUDGE or not (judge_dir(EFFECT_JUDGE[effect]) / "manifest.json").is_file():
         return {"skipped": f"no judge for effect {effect!r} (benchmarks/judges.py trains them)"}
-    judge = load_judge(EFFECT_JUDGE[effect])
+    judge = load_judge(EFFECT_JUDGE[effect]).for_crop(manifest["crop"])
     out = {}
     for direction, sets in (("AB", manifest["domains"]["A"]), ("BA", manifest["domains"]["B"])):
         try:

@@ -128,15 +128,16 @@ JUDGE_CHECKS: dict[tuple[str, str], tuple[Callable[[np.ndarray, np.ndarray], np.
 }
 
 
-def _judge_check(effect: str, direction: str):
-    """The judge check for this effect, or None when no judge is installed (reported in the manifest)."""
+def _judge_check(effect: str, direction: str, crop: dict):
+    """The judge check for this effect (taking crops of `crop`'s geometry), or None when no judge is installed
+    (reported in the manifest)."""
     check = JUDGE_CHECKS.get((effect, direction))
     if check is None:
         return None
     try:
         from facefx.judges import EFFECT_JUDGE, load_judge
 
-        return load_judge(EFFECT_JUDGE[effect]), check[0], check[1]
+        return load_judge(EFFECT_JUDGE[effect]).for_crop(crop), check[0], check[1]
     except (ImportError, FacefxError):
         return None
 
@@ -159,7 +160,7 @@ def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
     teacher_m = read_manifest(cfg.teacher, kind="teacher")
     effect = teacher_m["effect"]
     jobs = [(d, sets, TeacherLabeler(cfg.teacher, d, strength=cfg.strength),
-             _judge_check(effect, d) if cfg.judge_filter else None)
+             _judge_check(effect, d, teacher_m["crop"]) if cfg.judge_filter else None)
             for d, sets in pair_jobs(cfg.direction, teacher_m, cfg.faces)]
     rng = np.random.default_rng(cfg.seed)
     out = next_run_dir(Path(cfg.root) / effect, f"{cfg.direction}-{cfg.size}px")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facefx import nets
-from facefx.crop import CropSpec
+from facefx.crop import CropSpec, recrop_theta
 from facefx.errors import FacefxError
 from facefx.manifest import hash_files, new_manifest, read_manifest, staged_dir, verify_files, write_manifest
 from facefx.pixels import PIXEL_CONTRACT
@@ -91,6 +91,17 @@ class Judge:
         self.name = str(manifest["target"])
         self.size = int(manifest["resolution"])
         self.unit = TARGETS[self.name]["unit"]
+        self.crop = CropSpec.from_dict(manifest["crop"])
+        self._theta: torch.Tensor | None = None  # input crop geometry -> the judge's (see for_crop)
+
+    def for_crop(self, crop: CropSpec | dict) -> "Judge":
+        """This judge, taking crops made with `crop` (e.g. a zoomed face set's): each is resampled into the
+        geometry the judge was trained on before it is judged, so one judge serves face sets of any zoom."""
+        crop = CropSpec.from_dict(crop) if isinstance(crop, dict) else crop
+        judge = Judge(self.net, self.manifest, self.folder)
+        theta = recrop_theta(crop, self.crop)
+        judge._theta = None if theta is None else torch.from_numpy(theta).float()
+        return judge
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor | np.ndarray, batch: int = 256, tta: bool = True) -> np.ndarray:
@@ -105,7 +116,7 @@ class Judge:
                               f"{x.dtype} {tuple(x.shape)}")
         outs = []
         for i in range(0, len(x), batch):
-            xb = resize(x[i:i + batch].cpu(), self.size)
+            xb = resize(recrop(x[i:i + batch].cpu(), self._theta), self.size)
             y = self.net(xb)
             if tta:
                 y = 0.5 * (y + self.net(xb.flip(-1)))
@@ -114,6 +125,14 @@ class Judge:
         if TARGETS[self.name]["kind"] == "binary":
             y = torch.sigmoid(y)
         return y.float().numpy()
+
+
+def recrop(x: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
+    """(N, 3, S, S) crops resampled into another crop geometry (theta: facefx.crop.recrop_theta), border replicated."""
+    if theta is None:
+        return x
+    grid = F.affine_grid(theta.to(x.dtype).expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -127,11 +127,12 @@ class PrepareConfig:
     min_score: float = 0.6
     max_faces: int | None = None  # keep at most this many (in sorted file order) after filtering
     effect_domain: str | None = None  # free text for the manifest, e.g. "age: young 18-30"
+    zoom: float = 1.0  # face size in the crop (crop.zoomed): > 1 for sources that are tight face chips
 
 
 def prepare_faces(cfg: PrepareConfig, progress: bool = True) -> dict:
     """Build a faces artifact at cfg.out; returns its manifest. Nothing is left on disk on failure."""
-    spec = cropgeo.CropSpec(size=cfg.size)
+    spec = cropgeo.zoomed(cropgeo.CropSpec(size=cfg.size), cfg.zoom)
     rejects: list[dict] = []
     labels = read_labels(cfg.labels, rejects) if cfg.labels else None
     keep = parse_filter(cfg.filter)

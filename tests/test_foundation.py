@@ -87,6 +87,30 @@ def test_crop_then_inverse_brings_keypoints_back(astronaut_rgb):
     assert np.abs(cropgeo.apply(cropgeo.invert(m), on_crop[:2]) - face.keypoints[:2]).max() < 0.04 * 256
 
 
+def test_zoomed_crop_recropped_for_a_judge_matches_the_plain_crop(astronaut_rgb):
+    """A zoom 1.4 crop shows the face 1.4x larger; resampled into the plain geometry (what a judge trained on plain
+    crops is given) it matches the plain crop of the same face wherever the zoomed crop has pixels."""
+    import torch
+
+    from facefx.judges import recrop
+    from facefx.pixels import rgb_to_nchw
+
+    plain = cropgeo.CropSpec(size=256)
+    zoom = cropgeo.zoomed(plain, 1.4)
+    assert zoom.name == "facefx-v1-zoom1.4" and cropgeo.zoomed(plain, 1) == plain
+    t0, t1 = np.array(plain.template), np.array(zoom.template)
+    assert np.isclose(np.linalg.norm(t1[1] - t1[0]), 1.4 * np.linalg.norm(t0[1] - t0[0]))  # eyes 1.4x apart
+    with FaceDetector("image") as det:
+        kp = det.detect(astronaut_rgb)[0].keypoints
+    crops = [cropgeo.crop(astronaut_rgb, cropgeo.face_transform(kp, s), s) for s in (plain, zoom)]
+    theta = torch.from_numpy(cropgeo.recrop_theta(zoom, plain)).float()
+    back = recrop(torch.from_numpy(rgb_to_nchw(crops[1][None])), theta)[0]
+    ref = torch.from_numpy(rgb_to_nchw(crops[0][None]))[0]
+    inner = slice(64, 192)  # the zoomed crop covers the plain crop's middle 1/1.4
+    assert float((back - ref)[:, inner, inner].abs().mean()) < 0.03  # pixels in [-1, 1]: ~1% of the range
+    assert cropgeo.recrop_theta(plain, plain) is None
+
+
 def test_paste_of_unchanged_crop_keeps_frame_and_background_exact(astronaut_rgb):
     spec = cropgeo.CropSpec(size=128)
     frame = astronaut_rgb.copy()

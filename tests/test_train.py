@@ -103,6 +103,24 @@ def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artif
     assert cont != snap and read_manifest(cont)["progress"]["step"] == 3  # the snapshot itself is left as it was
 
 
+def test_init_warm_starts_a_new_run_from_a_teacher_snapshot(tmp_path, faces_artifact):
+    """--init: an earlier teacher's four networks, a new run at step 0 (new data and schedule); another network
+    size is refused with one clear error."""
+    from facefx.errors import FacefxError
+
+    first = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
+    snap = snapshot(first, tmp_path / "snap", judge=False)
+    run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=0, init=str(snap)), progress=False)
+    assert run != first and read_manifest(run)["progress"]["step"] == 0
+    for direction in ("AB", "BA"):
+        warm, _ = load_generator(run, direction)
+        old, _ = load_generator(snap, direction)
+        assert all(torch.allclose(a.float(), b.float(), atol=1e-3)
+                   for a, b in zip(warm.state_dict().values(), old.state_dict().values()))
+    with pytest.raises(FacefxError, match="differ from this run"):
+        train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=0, ngf=8, init=str(snap)), progress=False)
+
+
 def test_saturated_generator_pixels_still_get_gradients_but_stay_in_range():
     net = nets.build({"type": "resnet_generator", "ngf": 4, "n_blocks": 1})
     with torch.no_grad():

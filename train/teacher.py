@@ -28,6 +28,8 @@ def parse(argv: list[str] | None):
     ap.add_argument("--resume", type=Path, help="continue a run folder (its config is reused)")
     ap.add_argument("--snapshot", type=Path, metavar="DEST",
                     help="with --resume: write a compact fp16 copy of that run to DEST and exit")
+    ap.add_argument("--init", type=Path, help="warm start from an earlier teacher's networks (run folder or snapshot "
+                                               "such as teachers/age): new face sets, new schedule from step 0")
     ap.add_argument("--root", default=d.root, help="where run folders are created")
     ap.add_argument("--size", type=int, default=d.size, help="training resolution in pixels")
     ap.add_argument("--ngf", type=int, default=d.ngf, help="generator base width")
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
                         iters=args.iters, lr=args.lr, lambda_cycle=args.lambda_cycle, lambda_idt=args.lambda_idt,
                         device=args.device, bf16=not args.no_bf16, channels_last=bool(args.channels_last),
                         threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
-                        sample_every=args.sample_every, max_minutes=args.max_minutes, seed=args.seed, desc=args.desc)
+                        sample_every=args.sample_every, max_minutes=args.max_minutes, seed=args.seed, desc=args.desc,
+                        init=str(args.init) if args.init else None)
     run = train_teacher(cfg)
     print(f"next: python distill/pairs.py --teacher {run}")
 
