@@ -91,13 +91,16 @@ class Judge:
         self.name = str(manifest["target"])
         self.size = int(manifest["resolution"])
         self.unit = TARGETS[self.name]["unit"]
-        self.crop = CropSpec.from_dict(manifest["crop"])
+        # The geometry it was trained on (None for a judge being evaluated mid-training: it takes its own crops).
+        self.crop = CropSpec.from_dict(manifest["crop"]) if "crop" in manifest else None
         self._theta: torch.Tensor | None = None  # input crop geometry -> the judge's (see for_crop)
 
     def for_crop(self, crop: CropSpec | dict) -> "Judge":
         """This judge, taking crops made with `crop` (e.g. a zoomed face set's): each is resampled into the
         geometry the judge was trained on before it is judged, so one judge serves face sets of any zoom."""
         crop = CropSpec.from_dict(crop) if isinstance(crop, dict) else crop
+        if self.crop is None:
+            raise FacefxError(f"judge {self.name!r} has no crop geometry in its manifest; retrain it with benchmarks/judges.py")
         judge = Judge(self.net, self.manifest, self.folder)
         theta = recrop_theta(crop, self.crop)
         judge._theta = None if theta is None else torch.from_numpy(theta).float()

@@ -125,6 +125,22 @@ def test_judges_rebuild_from_folder_and_predict_one_value_per_face_at_any_size(t
         assert judge.predict(np.zeros((1, 3, 32, 32), np.float32)).shape == (1,)  # numpy in, too
 
 
+def test_judge_takes_crops_of_another_zoom_by_resampling_them(tiny_judges):
+    """A judge given zoomed crops resamples them into its own geometry first: the same geometry changes nothing, a
+    zoom 1.4 crop is judged as what it looks like zoomed out."""
+    from facefx.crop import CropSpec, recrop_theta, zoomed
+    from facefx.judges import load_judge, recrop
+
+    judge = load_judge("gender", root=tiny_judges)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    same = judge.for_crop(judge.crop)
+    assert np.array_equal(same.predict(x), judge.predict(x))
+    tight = zoomed(CropSpec(size=64), 1.4)
+    theta = torch.from_numpy(recrop_theta(tight, judge.crop)).float()
+    assert np.allclose(judge.for_crop(tight).predict(x), judge.predict(recrop(x, theta)), atol=1e-6)
+    assert not np.allclose(judge.for_crop(tight).predict(x), judge.predict(x), atol=1e-6)
+
+
 def test_judge_refuses_wrong_input_and_unknown_names(tiny_judges):
     from facefx.judges import load_judge
 
