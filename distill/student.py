@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.pairs:
             raise FacefxError("pass --pairs PAIRS_FOLDER (from distill/pairs.py) or --resume RUN")
         cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
-                            n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context, batch=args.batch, iters=args.iters, lr=args.lr,
+                            n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context,
+                            batch=args.batch, iters=args.iters, lr=args.lr,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             bf16=not args.no_bf16, threads=args.threads, device=args.device,
                             sample_every=args.sample_every, eval_every=args.eval_every,

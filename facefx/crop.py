@@ -94,7 +94,6 @@ def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
-
 ZOOM_CENTER = (0.5, 0.58)  # crop units: between the eyes and the mouth, a little low, so the chin stays in
 
 

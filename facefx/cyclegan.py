@@ -392,12 +392,17 @@ def _restore(model: CycleGAN, run: Path, device: torch.device) -> tuple[int, flo
         random.setstate(rng["python"])
         return int(state["step"]), float(state["elapsed_s"])
     manifest = read_manifest(run, kind="teacher")
-    missing = [f for f in SNAPSHOT_FILES if not (run / f).is_file()]
-    if missing:
-        raise FacefxError(f"cannot resume {run}: no checkpoint.pt and no snapshot ({', '.join(missing)} missing)")
-    for name, net in model.modules().items():
-        nets.load_weights(net, run / f"{name}.safetensors")
+    _load_snapshot_networks(model, run, "cannot resume")
     return int(manifest["progress"]["step"]), float(manifest["progress"]["elapsed_s"])
+
+
+def _load_snapshot_networks(model: CycleGAN, folder: Path, action: str) -> None:
+    """The four networks from a committed snapshot's fp16 safetensors (no optimizer state)."""
+    missing = [f for f in SNAPSHOT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise FacefxError(f"{action} {folder}: no checkpoint.pt and no snapshot ({', '.join(missing)} missing)")
+    for name, net in model.modules().items():
+        nets.load_weights(net, folder / f"{name}.safetensors")
 
 
 def _init_from(model: CycleGAN, folder: Path, cfg: TeacherConfig) -> None:
@@ -415,12 +420,8 @@ def _init_from(model: CycleGAN, folder: Path, cfg: TeacherConfig) -> None:
         state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
         model.load_state({k: state[k] for k in ours})
         return
-    missing = [f for f in SNAPSHOT_FILES if not (folder / f).is_file()]
-    if missing:
-        raise FacefxError(f"--init {folder}: no checkpoint.pt and no snapshot ({', '.join(missing)} missing)")
     verify_files(folder, manifest)
-    for name, net in model.modules().items():
-        nets.load_weights(net, folder / f"{name}.safetensors")
+    _load_snapshot_networks(model, folder, "--init")
 
 
 def config_from_run(run: str | os.PathLike) -> TeacherConfig:
