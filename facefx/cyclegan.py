@@ -241,7 +241,9 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
     device = torch.device(cfg.device if not cfg.device.startswith("cuda") or not ddp.enabled
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:  # plain --device cuda means the current device
+            torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels once
     seed = cfg.seed + 1000 * ddp.rank
     torch.manual_seed(seed)
     random.seed(seed)
