@@ -11,7 +11,7 @@ BlazeFace keypoint order: right eye, left eye, nose tip, mouth centre, right ear
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -48,8 +48,7 @@ class CropSpec:
         return cls(**d)
 
     def with_size(self, size: int) -> "CropSpec":
-        return CropSpec(size=size, template=self.template, border=self.border, feather=self.feather,
-                        version=self.version, name=self.name)
+        return replace(self, size=size)
 
 
 _BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT}
@@ -110,8 +109,8 @@ def zoomed(spec: CropSpec, zoom: float) -> CropSpec:
         return spec
     c = np.asarray(ZOOM_CENTER)
     t = c + (np.asarray(spec.template, np.float64) - c) * zoom
-    return CropSpec(size=spec.size, template=tuple((round(float(x), 4), round(float(y), 4)) for x, y in t),
-                    border=spec.border, feather=spec.feather, version=spec.version, name=f"{spec.name}-zoom{zoom:g}")
+    return replace(spec, template=tuple((round(float(x), 4), round(float(y), 4)) for x, y in t),
+                   name=f"{spec.name}-zoom{zoom:g}")
 
 
 def recrop_theta(src: CropSpec, dst: CropSpec) -> np.ndarray | None:
