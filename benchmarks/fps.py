@@ -81,10 +81,13 @@ def precision_of(path: Path) -> str:
 
 
 def effects_present(args) -> list[str]:
+    """Effects with something to measure: a folder of runs is named after its effect; an artifact folder (a
+    committed snapshot such as teachers/age-zoom1.4, or models/age) names its effect in its manifest."""
     found = set()
     for root in (args.models_root, args.students_root, args.teachers_root, REPO / "teachers"):
         if root.is_dir():
-            found |= {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+            found |= {read_manifest(p).get("effect") or p.name if (p / "manifest.json").is_file() else p.name
+                      for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
     return sorted(found)
 
 

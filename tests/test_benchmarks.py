@@ -12,6 +12,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -259,6 +260,21 @@ def test_two_runs_in_the_same_second_stay_two_runs(tmp_path):
     rows = read_results(path)
     assert len({r["date"] for r in rows}) == 2
     assert [r["model"] for r in latest_run(rows)] == ["b"]
+
+
+def test_fps_counts_a_committed_snapshot_under_its_manifest_effect(tmp_path):
+    """teachers/age-zoom1.4 is another age teacher, not an effect called 'age-zoom1.4' to be measured on its own."""
+    from facefx.manifest import SCHEMA_VERSION, write_manifest
+
+    fps = _script("fps")
+    snapshot = tmp_path / "teachers" / "age-zoom1.4"
+    snapshot.mkdir(parents=True)
+    write_manifest(snapshot, {"schema_version": SCHEMA_VERSION, "kind": "teacher", "effect": "age"})
+    (tmp_path / "teachers" / "gender").mkdir()  # a folder of runs, named after its effect
+    roots = SimpleNamespace(teachers_root=tmp_path / "teachers", students_root=tmp_path / "s",
+                            models_root=tmp_path / "m")
+    found = fps.effects_present(roots)
+    assert "age" in found and "gender" in found and "age-zoom1.4" not in found
 
 
 def test_fps_with_nothing_to_measure_says_so(tmp_path, capsys):
