@@ -47,17 +47,13 @@ DEFAULT_FACES = {
 }
 # ---- image figures ----------------------------------------------------------------------------------------
 def face_region(spec, size: int) -> np.ndarray:
-    """(size, size) bool: an ellipse over the inner face (brows to chin), from the crop template.
+    """(size, size) bool: the inner face (brows to chin), from the crop template (facefx.crop.inner_face_radius).
 
     Outside it (hair, background, neck) is where an effect should change least: detail kept there is measured.
     """
-    t = np.asarray(spec.template, np.float64)  # eyes, nose, mouth in crop units
-    eye_d = np.linalg.norm(t[1] - t[0])
-    cx, cy = t[:, 0].mean(), (t[0, 1] + t[3, 1]) / 2
-    ax_x, ax_y = 0.95 * eye_d, 1.15 * eye_d
-    u = (np.arange(size) + 0.5) / size
-    uu, vv = np.meshgrid(u, u)
-    return ((uu - cx) / ax_x) ** 2 + ((vv - cy) / ax_y) ** 2 <= 1.0
+    from facefx.crop import inner_face_radius
+
+    return inner_face_radius(spec.with_size(size)) <= 1.0
 
 
 def detail_stats(inputs: np.ndarray, outputs: np.ndarray, region: np.ndarray) -> dict:

@@ -31,13 +31,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--augment", type=int, default=d.augment, help="webcam-like augmented variants per face")
     ap.add_argument("--strength", type=float, default=d.strength,
                     help="scale of the teacher's change in the targets (effect intensity; 1: the teacher as is)")
+    ap.add_argument("--face-mask", action="store_true",
+                    help="confine the teacher's change to the inner face (brows to chin, a soft ellipse from the crop "
+                         "geometry): hair, background and neck keep the input's pixels, for a teacher that also "
+                         "tints or smears around the face")
     ap.add_argument("--batch", type=int, default=d.batch, help="faces per teacher batch")
     ap.add_argument("--no-judge-filter", action="store_true", help="keep pairs the judge says the teacher failed on")
     ap.add_argument("--max-faces", type=int, default=0, help="label at most this many faces (0: all)")
     ap.add_argument("--seed", type=int, default=d.seed, help="augmentation seed")
     args = ap.parse_args(argv)
     cfg = PairsConfig(teacher=args.teacher, direction=args.direction, faces=args.faces, root=args.root, size=args.size,
-                      augment=args.augment, strength=args.strength, batch=args.batch, judge_filter=not args.no_judge_filter,
+                      augment=args.augment, strength=args.strength, face_mask=args.face_mask, batch=args.batch,
+                      judge_filter=not args.no_judge_filter,
                       max_faces=args.max_faces, seed=args.seed)
     out = make_pairs(cfg)
     m = read_manifest(out)

@@ -162,6 +162,25 @@ def feather_mask(spec: CropSpec) -> np.ndarray:
     return _MASKS[key]
 
 
+def inner_face_radius(spec: CropSpec) -> np.ndarray:
+    """(S, S) float64: distance from the centre of the inner face (brows to chin, cheek to cheek) in units of an
+    ellipse placed from the template's eyes and mouth; 1 on the ellipse. Hair, background and neck lie beyond."""
+    t = np.asarray(spec.template, np.float64)
+    eye_d = float(np.linalg.norm(t[1] - t[0]))
+    cx, cy = t[:, 0].mean(), (t[0, 1] + t[3, 1]) / 2
+    ax, ay = 0.95 * eye_d, 1.15 * eye_d
+    u = (np.arange(spec.size, dtype=np.float64) + 0.5) / spec.size
+    uu, vv = np.meshgrid(u, u)
+    return np.sqrt(((uu - cx) / ax) ** 2 + ((vv - cy) / ay) ** 2)
+
+
+def inner_face_mask(spec: CropSpec, outer: float = 1.3) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: 1 over the inner face, smoothly 0 at `outer` times its ellipse (jaw line and
+    hairline included). Confines an effect's change to the face, so hair and background keep the input's pixels."""
+    a = np.clip((outer - inner_face_radius(spec)) / (outer - 1.0), 0.0, 1.0)
+    return (a * a * (3 - 2 * a)).astype(np.float32)
+
+
 def paste(frame: np.ndarray, face: np.ndarray, m: np.ndarray, spec: CropSpec) -> np.ndarray:
     """Paste an S x S crop (e.g. a model's output) back into the frame in place, feathered; returns frame.
 

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from facefx import nets
-from facefx.crop import CropSpec
+from facefx.crop import CropSpec, inner_face_mask
 from facefx.cyclegan import load_generator
 from facefx.data import read_crops
 from facefx.errors import FacefxError, interrupt_on_signals
@@ -72,17 +72,22 @@ class TeacherLabeler:
     """
 
     def __init__(self, teacher_run: str | os.PathLike, direction: str = "AB", device: str = "cpu",
-                 strength: float = 1.0):
+                 strength: float = 1.0, face_mask: bool = False):
         if not 0 < strength <= 4:
             raise FacefxError(f"strength {strength}: use a value in (0, 4]; 1 is the teacher's own change")
         self.net, self.manifest = load_generator(teacher_run, direction, device)
         self.res = int(self.manifest["resolution"])
         self.device = device
         self.strength = float(strength)
+        self.face_mask = face_mask  # confine the change to the inner face (facefx.crop.inner_face_mask)
+        self.crop = CropSpec.from_dict(self.manifest["crop"])
+        self._masks: dict[int, torch.Tensor] = {}
 
     def target_rule(self, size: int) -> str:
         """How a target is made from an input, in words (written into the pairs manifest)."""
         k = "" if self.strength == 1 else f"{self.strength:g} * "
+        if self.face_mask:
+            k += "inner_face_mask * "
         if self.res == size:
             return f"input + {k}(teacher(input) - input)" if k else "teacher(input)"
         return f"input + {k}upsample(teacher(x_low) - x_low)"
@@ -99,6 +104,10 @@ class TeacherLabeler:
         delta = (fake - low) * self.strength
         if s != self.res:
             delta = F.interpolate(delta, size=(s, s), mode="bicubic", align_corners=False)
+        if self.face_mask:
+            if s not in self._masks:
+                self._masks[s] = torch.from_numpy(inner_face_mask(self.crop.with_size(s))).to(self.device)
+            delta = delta * self._masks[s]
         return nchw_to_rgb((x + delta).clamp(-1, 1).cpu().numpy())
 
 
@@ -111,6 +120,7 @@ class PairsConfig:
     size: int = 256
     augment: int = 2  # augmented variants per face, besides the face itself
     strength: float = 1.0  # scale of the teacher's change in the targets (TeacherLabeler)
+    face_mask: bool = False  # keep the teacher's change to the inner face: hair and background stay the input's
     batch: int = 16
     judge_filter: bool = True
     seed: int = 0
@@ -159,7 +169,7 @@ def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
     """Label faces with the teacher; returns the pairs artifact folder."""
     teacher_m = read_manifest(cfg.teacher, kind="teacher")
     effect = teacher_m["effect"]
-    jobs = [(d, sets, TeacherLabeler(cfg.teacher, d, strength=cfg.strength),
+    jobs = [(d, sets, TeacherLabeler(cfg.teacher, d, strength=cfg.strength, face_mask=cfg.face_mask),
              _judge_check(effect, d, teacher_m["crop"]) if cfg.judge_filter else None)
             for d, sets in pair_jobs(cfg.direction, teacher_m, cfg.faces)]
     rng = np.random.default_rng(cfg.seed)
@@ -476,7 +486,7 @@ def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD
     manifest = new_manifest(
         "student", effect=pairs_m["effect"], parent=cfg.pairs, network={"G": cfg.generator_spec()},
         resolution=size, crop=pairs_m["crop"], pixels=PIXEL_CONTRACT, direction=pairs_m.get("direction"),
-        strength=pairs_m.get("strength", 1.0),
+        strength=pairs_m.get("strength", 1.0), face_mask=pairs_m.get("config", {}).get("face_mask", False),
         config={**dataclasses.asdict(cfg), "widths": list(cfg.widths)},
         progress={"step": step, "iters": cfg.iters, "elapsed_s": round(elapsed, 1),
                   "s_per_iter": round(elapsed / max(step, 1), 3)},

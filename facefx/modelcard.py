@@ -166,6 +166,9 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
     if strength != 1.0:
         add(f"\nEffect strength {strength:g}: the student learned {strength:g} times the change its teacher makes "
             "(`distill/pairs.py --strength`), because the teacher alone is faint.")
+    if student.get("face_mask"):
+        add("\nThe change is confined to the inner face (`distill/pairs.py --face-mask`): the student learned to leave "
+            "hair, background and neck as they are.")
     add("")
     if teacher:
         add("Made by facefx: a CycleGAN teacher learned the effect from two unpaired face sets, labelled real faces, "

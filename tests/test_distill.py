@@ -76,6 +76,23 @@ def test_strength_scales_the_teachers_change(tiny_teacher):
         TeacherLabeler(tiny_teacher, strength=0)
 
 
+def test_face_mask_keeps_the_teachers_change_off_hair_and_background(tiny_teacher):
+    """--face-mask: the face changes as the teacher says, the crop's corners (hair, background) stay the input's."""
+    from facefx.crop import CropSpec, inner_face_radius
+
+    x = np.random.default_rng(2).integers(90, 170, (2, 32, 32, 3), dtype=np.uint8)
+    free = TeacherLabeler(tiny_teacher)(x).astype(int) - x
+    masked_labeler = TeacherLabeler(tiny_teacher, face_mask=True)
+    masked = masked_labeler(x).astype(int) - x
+    rho = inner_face_radius(CropSpec.from_dict(masked_labeler.manifest["crop"]).with_size(32))
+    face, outside = rho <= 0.9, rho >= 1.3
+    assert outside.any() and face.any()
+    assert np.abs(free[:, outside]).mean() > 1  # the teacher alone changes the corners too
+    assert np.abs(masked[:, outside]).max() == 0
+    assert np.abs(masked[:, face] - free[:, face]).max() <= 1
+    assert "inner_face_mask" in masked_labeler.target_rule(64)
+
+
 def test_augmentation_changes_the_face_but_keeps_shape():
     rng = np.random.default_rng(0)
     face = np.full((64, 64, 3), 120, np.uint8)
