@@ -99,10 +99,10 @@ def flicker(clip_in: np.ndarray, clip_out: np.ndarray) -> float:
 Runner = Callable[[np.ndarray], np.ndarray]  # uint8 RGB (N, S, S, 3) -> same
 
 
-def teacher_runner(run: Path, direction: str, strength: float = 1.0) -> tuple[Runner, dict]:
+def teacher_runner(run: Path, direction: str, strength: float = 1.0, face_mask: bool = False) -> tuple[Runner, dict]:
     from facefx.distill import TeacherLabeler
 
-    labeler = TeacherLabeler(run, direction, strength=strength)
+    labeler = TeacherLabeler(run, direction, strength=strength, face_mask=face_mask)
     return _batched(labeler, 16), labeler.manifest
 
 
@@ -240,14 +240,15 @@ def measure(args) -> dict:
     sizes: dict[str, int] = {}
     teacher_m = None
     if args.teacher:
-        # The teacher as the student learned it: at the strength its pairs were made with.
+        # The teacher as the student learned it: at the strength (and face mask) its pairs were made with.
         strength = args.teacher_strength or float(student_pairs(args.student).get("strength", 1.0))
-        run_fn, teacher_m = teacher_runner(args.teacher, direction, strength)
+        face_mask = bool(args.student and read_manifest(args.student).get("face_mask", False))
+        run_fn, teacher_m = teacher_runner(args.teacher, direction, strength, face_mask)
         if teacher_m.get("effect") != effect:
             raise FacefxError(f"{args.teacher} is a {teacher_m.get('effect')!r} teacher, not {effect!r}")
         runners["teacher"] = run_fn
         sources["teacher"] = {"path": str(args.teacher), "step": teacher_m.get("progress", {}).get("step"),
-                              "resolution": teacher_m["resolution"], "strength": strength,
+                              "resolution": teacher_m["resolution"], "strength": strength, "face_mask": face_mask,
                               "hash": teacher_m.get("files", {}).get(f"G_{direction}.safetensors", "")[:12]}
     if args.student:
         run_fn, m, size = student_runner(args.student)

@@ -133,9 +133,23 @@ def _teacher_strength(teacher: dict | None, direction: str) -> str:
     rows = {k: v for k, v in j.items() if k not in ("judge", "direction", "faces")}
     progress = (teacher or {}).get("progress", {})
     lines = [f"Strength of the effect ({direction}): the `{j['judge']}` judge on {j['faces']} held-out faces before "
-             f"and after the teacher (step {progress.get('step')}, {progress.get('images_seen_per_domain')} images seen per "
-             "domain); the student copies its teacher.\n", "| judge figure | value |", "|---|---|"]
+             f"and after the teacher (its last stage: step {progress.get('step')}, {progress.get('images_seen_per_domain')} "
+             "images seen per domain; earlier stages under Training); the student copies its teacher.\n", "| judge figure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _teacher_history(teacher: dict) -> str:
+    """The teacher's training stages (its manifest's lineage, where it was warm-started from earlier teachers),
+    ending with the run the manifest itself describes."""
+    progress, config = teacher.get("progress", {}), teacher.get("config", {})
+    stages = [(st.get("stage", "?"), st.get("iters"), st.get("batch"), st.get("where", ""))
+              for st in teacher.get("lineage", [])]
+    if not stages:
+        stages = [("training run", progress.get("step"), config.get("batch"), config.get("device", ""))]
+    lines = ["- Teacher training, stage by stage:\n", "  | stage | iterations | batch | where |", "  |---|---:|---:|---|"]
+    lines += [f"  | {name} | {iters:,} | {batch} | {where} |" if isinstance(iters, int) else
+              f"  | {name} | {iters} | {batch} | {where} |" for name, iters, batch, where in stages]
     return "\n".join(lines) + "\n"
 
 
@@ -217,6 +231,7 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
         gens = ", ".join(f"G_{d} `{json.dumps(teacher.get('network', {}).get('G_' + d, {}))}`"
                          for d in _directions(direction))
         add(f"- Teacher: CycleGAN at {teacher.get('resolution')} px, generator {gens}.")
+        add(_teacher_history(teacher))
     add(f"- Student: `{json.dumps(student.get('network', {}).get('G', {}))}` at {size} px"
         + (f", {student['cost'].get('gmac')} GMAC, {student['cost'].get('params'):,} parameters"
            if isinstance(student.get("cost"), dict) and student["cost"].get("params") else "") + ".")

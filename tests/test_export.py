@@ -253,14 +253,18 @@ def test_model_card_of_a_swap_student_names_both_directions(exported):
     from facefx.modelcard import render_model_card
 
     m = read_manifest(exported, kind="export")
-    student = {"direction": "swap", "strength": 2.0, "metrics": {"psnr_vs_teacher_db": 30.0}}
+    student = {"direction": "swap", "strength": 2.0, "face_mask": True, "metrics": {"psnr_vs_teacher_db": 30.0}}
     judged = {"judge": "gender", "faces": 10, "flip_rate": 0.9}
     teacher = {"domains": {"A": ["faces/men"], "B": ["faces/women"]}, "resolution": 128,
                "network": {"G_AB": {"ngf": 32}, "G_BA": {"ngf": 32}},
+               "lineage": [{"stage": "CPU run", "iters": 10464, "batch": 4, "where": "2-core CPU"},
+                           {"stage": "warm start on zoomed crops", "iters": 2850, "batch": 16, "where": "one H100"}],
                "metrics": {"judge": {"AB": {**judged, "direction": "AB"}, "BA": {**judged, "direction": "BA"}}}}
     card = render_model_card(m, student, teacher)
     assert "**men** to **women**, and **women** to **men**" in card
     assert "Effect strength 2" in card and "(AB)" in card and "(BA)" in card and "G_BA" in card
+    assert "confined to the inner face" in card  # pairs made with --face-mask
+    assert "| CPU run | 10,464 | 4 | 2-core CPU |" in card and "| warm start on zoomed crops | 2,850 | 16 |" in card
 
 
 def test_failed_export_leaves_the_old_folder_untouched(exported, student, tmp_path):
