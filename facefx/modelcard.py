@@ -133,23 +133,25 @@ def _teacher_strength(teacher: dict | None, direction: str) -> str:
     rows = {k: v for k, v in j.items() if k not in ("judge", "direction", "faces")}
     progress = (teacher or {}).get("progress", {})
     lines = [f"Strength of the effect ({direction}): the `{j['judge']}` judge on {j['faces']} held-out faces before "
-             f"and after the teacher (its last stage: step {progress.get('step')}, {progress.get('images_seen_per_domain')} "
-             "images seen per domain; earlier stages under Training); the student copies its teacher.\n", "| judge figure | value |", "|---|---|"]
+             f"and after the teacher (its last stage: step {progress.get('step')}, "
+             f"{progress.get('images_seen_per_domain')} images seen per domain; every stage under How it was made); "
+             "the student copies its teacher.\n", "| judge figure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
     return "\n".join(lines) + "\n"
 
 
 def _teacher_history(teacher: dict) -> str:
-    """The teacher's training stages (its manifest's lineage, where it was warm-started from earlier teachers),
-    ending with the run the manifest itself describes."""
+    """The teacher's training stages: its manifest's lineage (a warm-started teacher lists every stage, its own run
+    last), else the one run the manifest describes."""
     progress, config = teacher.get("progress", {}), teacher.get("config", {})
     stages = [(st.get("stage", "?"), st.get("iters"), st.get("batch"), st.get("where", ""))
               for st in teacher.get("lineage", [])]
     if not stages:
         stages = [("training run", progress.get("step"), config.get("batch"), config.get("device", ""))]
-    lines = ["- Teacher training, stage by stage:\n", "  | stage | iterations | batch | where |", "  |---|---:|---:|---|"]
-    lines += [f"  | {name} | {iters:,} | {batch} | {where} |" if isinstance(iters, int) else
-              f"  | {name} | {iters} | {batch} | {where} |" for name, iters, batch, where in stages]
+    lines = ["- Teacher training, stage by stage:\n", "  | stage | iterations | batch | where |",
+             "  |---|---:|---:|---|"]
+    lines += [f"  | {name} | {f'{iters:,}' if isinstance(iters, int) else iters} | {batch} | {where} |"
+              for name, iters, batch, where in stages]
     return "\n".join(lines) + "\n"
 
 
