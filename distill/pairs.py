@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-judge-filter", action="store_true", help="keep pairs the judge says the teacher failed on")
     ap.add_argument("--max-faces", type=int, default=0, help="label at most this many faces (0: all)")
     ap.add_argument("--seed", type=int, default=d.seed, help="augmentation seed")
+    ap.add_argument("--device", default=d.device, help="where the teacher runs: cpu or cuda")
     args = ap.parse_args(argv)
     cfg = PairsConfig(teacher=args.teacher, direction=args.direction, faces=args.faces, root=args.root, size=args.size,
                       augment=args.augment, strength=args.strength, face_mask=args.face_mask, batch=args.batch,
                       judge_filter=not args.no_judge_filter,
-                      max_faces=args.max_faces, seed=args.seed)
+                      max_faces=args.max_faces, seed=args.seed, device=args.device)
     out = make_pairs(cfg)
     m = read_manifest(out)
     print(f"wrote {out}: {m['counts']}; target/input sharpness (median) {m['metrics']['target_sharpness_ratio_median']}")

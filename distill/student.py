@@ -35,9 +35,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-blocks", type=int, default=d.n_blocks, help="bottleneck residual blocks")
     ap.add_argument("--global-context", action="store_true",
                     help="add a whole-face feature at the bottleneck (for two-way effects such as the gender swap)")
+    ap.add_argument("--internal-scale", type=int, default=d.internal_scale,
+                    help="run the U-Net at 1/k resolution and resize its residual onto the input (2 suits teachers "
+                         "that work at half the student's resolution: twice the channels for the same MACs)")
     ap.add_argument("--norm", choices=["batch", "none"], default=d.norm, help="normalization (folded at export)")
     ap.add_argument("--batch", type=int, default=d.batch, help="pairs per iteration")
-    ap.add_argument("--iters", type=int, default=d.iters, help="total iterations (lr decays over the second half)")
+    ap.add_argument("--iters", type=int, default=None,
+                    help=f"total iterations; the lr decays over the second half (default {d.iters}; with --resume: "
+                         "the run's own, or a new total that stretches or shortens its schedule)")
     ap.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     ap.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="L1-to-teacher weight")
     ap.add_argument("--lambda-fm", type=float, default=d.lambda_fm, help="discriminator feature-matching weight")
@@ -54,15 +59,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {snapshot_student(args.resume, args.snapshot)}")
         return
     if args.resume:
-        cfg = dataclasses.replace(student_config_from_run(args.resume), max_minutes=args.max_minutes,
-                                  threads=args.threads, device=args.device)
+        cfg = student_config_from_run(args.resume)
+        cfg = dataclasses.replace(cfg, max_minutes=args.max_minutes, threads=args.threads, device=args.device,
+                                  iters=args.iters or cfg.iters)
         run = train_student(cfg, resume=args.resume)
     else:
         if not args.pairs:
             raise FacefxError("pass --pairs PAIRS_FOLDER (from distill/pairs.py) or --resume RUN")
         cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
                             n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context,
-                            batch=args.batch, iters=args.iters, lr=args.lr,
+                            internal_scale=args.internal_scale,
+                            batch=args.batch, iters=args.iters or d.iters, lr=args.lr,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             bf16=not args.no_bf16, threads=args.threads, device=args.device,
                             sample_every=args.sample_every, eval_every=args.eval_every,

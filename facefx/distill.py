@@ -125,6 +125,7 @@ class PairsConfig:
     judge_filter: bool = True
     seed: int = 0
     max_faces: int = 0  # 0 = all
+    device: str = "cpu"  # where the teacher runs (cuda: labelling is GPU-bound on a CPU)
 
 
 # A judge-based check that the teacher really did its job on a pair (the judge: facefx.judges.EFFECT_JUDGE):
@@ -169,7 +170,7 @@ def make_pairs(cfg: PairsConfig, progress: bool = True) -> Path:
     """Label faces with the teacher; returns the pairs artifact folder."""
     teacher_m = read_manifest(cfg.teacher, kind="teacher")
     effect = teacher_m["effect"]
-    jobs = [(d, sets, TeacherLabeler(cfg.teacher, d, strength=cfg.strength, face_mask=cfg.face_mask),
+    jobs = [(d, sets, TeacherLabeler(cfg.teacher, d, cfg.device, strength=cfg.strength, face_mask=cfg.face_mask),
              _judge_check(effect, d, teacher_m["crop"]) if cfg.judge_filter else None)
             for d, sets in pair_jobs(cfg.direction, teacher_m, cfg.faces)]
     rng = np.random.default_rng(cfg.seed)
@@ -246,6 +247,7 @@ class StudentConfig:
     n_blocks: int = 2
     norm: str = "batch"
     global_context: bool = False  # whole-face feature at the bottleneck (StudentGenerator): for two-way effects
+    internal_scale: int = 1  # U-Net at 1/k resolution, residual resized onto the input (StudentGenerator)
     batch: int = 8
     iters: int = 6000
     lr: float = 2e-4
@@ -271,6 +273,8 @@ class StudentConfig:
                 "up_kernel": 1}
         if self.global_context:  # only when on, so earlier students' specs (and --init checks) stay as they were
             spec["global_context"] = True
+        if self.internal_scale != 1:
+            spec["internal_scale"] = self.internal_scale
         return spec
 
     def discriminator_spec(self) -> dict:
@@ -309,12 +313,13 @@ def evaluate_student(net: nn.Module, pairs: _Pairs, limit: int = 64) -> dict:
     """Student vs teacher target on held-out pairs: PSNR (dB) and SSIM, on `limit` pairs spread over the whole test
     set (a swap student's test pairs are one domain, then the other)."""
     net.eval()
+    device = next(net.parameters()).device
     ps, ss = [], []
     chosen = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), limit)).round().astype(int))
     with torch.no_grad():
         for start in range(0, len(chosen), 8):
             x, y = pairs.batch(chosen[start:start + 8])
-            out = net(x).numpy()
+            out = net(x.to(device)).float().cpu().numpy()
             for o, t in zip(nchw_to_rgb(out), nchw_to_rgb(y.numpy())):
                 ps.append(psnr(rgb_to_nchw(o), rgb_to_nchw(t)))
                 ss.append(ssim(o, t))
@@ -443,7 +448,7 @@ def _student_sheet(netG: nn.Module, test: _Pairs, idx: np.ndarray, path: Path) -
     x, y = test.batch(idx)
     netG.eval()
     with torch.no_grad():
-        out = netG(x).numpy()
+        out = netG(x.to(next(netG.parameters()).device)).float().cpu().numpy()
     netG.train()
     cols = [nchw_to_rgb(a)[..., ::-1] for a in (x.numpy(), y.numpy(), out)]
     save_png(path, grid([[c[i] for c in cols] for i in range(len(idx))], ["input", "teacher", "student"], cell=160))

@@ -181,3 +181,24 @@ def test_global_context_lets_a_corner_change_the_opposite_corner():
     cfg = StudentConfig(pairs="", global_context=True)
     assert nets.build(cfg.generator_spec()).context is not None
     assert "global_context" not in StudentConfig(pairs="").generator_spec()
+
+
+def test_half_resolution_student_passes_fine_detail_through_and_costs_a_quarter():
+    """internal_scale 2: the U-Net sees the face average-pooled, so detail that pooling removes (a pattern that
+    averages to zero over each 2x2 block) reaches the output untouched, whatever the weights; the same widths
+    cost exactly a quarter of the MACs."""
+    spec = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1, "internal_scale": 2}
+    torch.manual_seed(0)
+    net = nets.build(spec).eval()
+    torch.nn.init.normal_(net.head.weight, std=0.05)
+    x = torch.rand(1, 3, 32, 32) * 0.8 - 0.4
+    detail = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(16, 16) * 0.1  # zero mean on every 2x2 block
+    with torch.no_grad():
+        change = net(x + detail) - net(x)
+        own_change = float((net(x) - x).abs().max())
+    assert torch.allclose(change, detail.expand_as(change), atol=1e-5)
+    assert own_change > 1e-3  # and the net does change the face
+    full = nets.build({**spec, "internal_scale": 1})
+    assert nets.count_macs(net, 32) * 4 == nets.count_macs(full, 32)
+    assert StudentConfig(pairs="", internal_scale=2).generator_spec()["internal_scale"] == 2
+    assert "internal_scale" not in StudentConfig(pairs="").generator_spec()  # earlier students' specs unchanged

@@ -21,8 +21,10 @@ from facefx.pixels import PIXEL_CONTRACT
 from facefx.runtime import load_model, read_contract
 
 S = 32
-# global_context on: the whole-face branch (GlobalAveragePool + broadcast add) must survive every format too.
-SPEC = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1, "global_context": True}
+# global_context and internal_scale on: the whole-face branch (GlobalAveragePool + broadcast add) and the
+# half-resolution U-Net (AveragePool in, bilinear Resize out) must survive every format too; shipped students
+# without them are checked by test_shipped_tflite_runs_like_its_onnx_and_refuses_another_contract.
+SPEC = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1, "global_context": True, "internal_scale": 2}
 
 
 def _artifact(folder: Path, kind: str, parent, **fields) -> Path:
