@@ -125,7 +125,7 @@ class PairsConfig:
     judge_filter: bool = True
     seed: int = 0
     max_faces: int = 0  # 0 = all
-    device: str = "cpu"  # where the teacher runs (cuda: labelling is GPU-bound on a CPU)
+    device: str = "cpu"  # where the teacher runs (cpu or cuda); augmentation and decoding stay on the CPU
 
 
 # A judge-based check that the teacher really did its job on a pair (the judge: facefx.judges.EFFECT_JUDGE):
