@@ -228,7 +228,8 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
         add(f"| {ref.get('kind')} | `{ref.get('path')}` | `{str(ref.get('hash'))[:12]}` | "
             f"`{ref.get('command') or '-'}` |")
     for command in export.get("commands", [export.get("command")]):  # several when formats were added (--add)
-        add(f"| export | this folder | | `{command}` |\n")
+        add(f"| export | this folder | | `{command}` |")
+    add("")  # a blank line ends the table; one between rows would split it
     if teacher:
         gens = ", ".join(f"G_{d} `{json.dumps(teacher.get('network', {}).get('G_' + d, {}))}`"
                          for d in _directions(direction))

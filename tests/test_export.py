@@ -269,6 +269,18 @@ def test_model_card_of_a_swap_student_names_both_directions(exported):
     assert "| CPU run | 10,464 | 4 | 2-core CPU |" in card and "| warm start on zoomed crops | 2,850 | 16 |" in card
 
 
+def test_model_card_lists_every_export_command_in_one_table(exported):
+    """An export with formats added later (--add) shows both commands as rows of the one lineage table."""
+    from facefx.modelcard import render_model_card
+
+    m = read_manifest(exported, kind="export")
+    m = {**m, "commands": ["export.py --student S", "export.py --student S --formats tflite --add"]}
+    lines = render_model_card(m, {"metrics": {"psnr_vs_teacher_db": 30.0}}).splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith("| export | this folder |")]
+    assert len(rows) == 2 and rows[1] == rows[0] + 1  # adjacent: a blank line between them would end the table
+    assert lines[rows[0] - 1].startswith("|")  # and they follow the lineage rows
+
+
 def test_failed_export_leaves_the_old_folder_untouched(exported, student, tmp_path):
     before = sorted(p.name for p in exported.iterdir())
     broken = tmp_path / "student"
