@@ -202,3 +202,23 @@ def test_half_resolution_student_passes_fine_detail_through_and_costs_a_quarter(
     assert nets.count_macs(net, 32) * 4 == nets.count_macs(full, 32)
     assert StudentConfig(pairs="", internal_scale=2).generator_spec()["internal_scale"] == 2
     assert "internal_scale" not in StudentConfig(pairs="").generator_spec()  # earlier students' specs unchanged
+
+
+def test_discriminator_scale_judges_a_downscaled_view_and_old_runs_keep_full_scale(tmp_path, tiny_teacher):
+    """--d-scale 2: the PatchGAN sees (input, output) at half size; a run made before the option resumes at 1."""
+    import json
+
+    from facefx.distill import _d_view, student_config_from_run
+
+    x = torch.rand(2, 6, 64, 64) * 2 - 1
+    assert _d_view(x, 2).shape == (2, 6, 32, 32) and _d_view(x, 1) is x
+    assert torch.allclose(_d_view(x, 2).mean(), x.mean(), atol=1e-2)  # an average, not a crop
+    pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=64, augment=0,
+                                   judge_filter=False, batch=8, max_faces=4), progress=False)
+    run = train_student(StudentConfig(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2,
+                                      bf16=False, iters=2, internal_scale=2, d_scale=2), progress=False)
+    assert student_config_from_run(run).d_scale == 2
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["config"]["d_scale"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert student_config_from_run(run).d_scale == 1
