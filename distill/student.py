@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                          "that work at half the student's resolution: twice the channels for the same MACs)")
     ap.add_argument("--d-scale", type=int, default=d.d_scale,
                     help="the discriminator judges (input, output) downscaled by this factor; with --internal-scale k, "
-                         "k sees all of the student's change at a quarter of the cost")
+                         "k sees all of the student's change at 1/k^2 of the cost")
     ap.add_argument("--norm", choices=["batch", "none"], default=d.norm, help="normalization (folded at export)")
     ap.add_argument("--batch", type=int, default=d.batch, help="pairs per iteration")
     ap.add_argument("--iters", type=int, default=None,

@@ -249,8 +249,8 @@ class StudentConfig:
     global_context: bool = False  # whole-face feature at the bottleneck (StudentGenerator): for two-way effects
     internal_scale: int = 1  # U-Net at 1/k resolution, residual resized onto the input (StudentGenerator)
     # The conditional PatchGAN judges (input, output) downscaled by this factor. With internal_scale k the student's
-    # own change lives at 1/k resolution, so d_scale k judges all of it at a quarter of the cost (the discriminator
-    # at full 256 px is ~3/4 of an iteration's time on a CPU) and its 70 px patches cover face parts, not pores.
+    # own change lives at 1/k resolution, so d_scale k judges all of it at 1/k^2 of the cost (at 256 px the
+    # discriminator is ~3/4 of an iteration's time on a CPU) and its 70 px patches cover face parts, not pores.
     d_scale: int = 1
     batch: int = 8
     iters: int = 6000
@@ -351,6 +351,9 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     pairs_m = read_manifest(pairs_dir, kind="pairs")
     train, test = _Pairs(pairs_dir), _Pairs(pairs_dir, "test_")
     size = int(pairs_m["resolution"])
+    if cfg.d_scale < 1 or size // cfg.d_scale < 32:
+        raise FacefxError(f"--d-scale {cfg.d_scale}: the discriminator needs at least 32 px; use 1 to "
+                          f"{max(1, size // 32)} for {size} px pairs")
     # ---- build networks
     netG = nets.build(cfg.generator_spec()).to(device)
     netD = nets.build(cfg.discriminator_spec()).to(device)

@@ -206,6 +206,7 @@ def test_half_resolution_student_passes_fine_detail_through_and_costs_a_quarter(
 
 def test_discriminator_scale_judges_a_downscaled_view_and_old_runs_keep_full_scale(tmp_path, tiny_teacher):
     """--d-scale 2: the PatchGAN sees (input, output) at half size; a run made before the option resumes at 1."""
+    import dataclasses
     import json
 
     from facefx.distill import _d_view, student_config_from_run
@@ -218,6 +219,8 @@ def test_discriminator_scale_judges_a_downscaled_view_and_old_runs_keep_full_sca
     run = train_student(StudentConfig(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=2,
                                       bf16=False, iters=2, internal_scale=2, d_scale=2), progress=False)
     assert student_config_from_run(run).d_scale == 2
+    with pytest.raises(FacefxError, match="--d-scale 4"):  # 16 px is too small for the PatchGAN: one clear line
+        train_student(dataclasses.replace(student_config_from_run(run), d_scale=4, iters=1), progress=False)
     manifest = json.loads((run / "manifest.json").read_text())
     del manifest["config"]["d_scale"]
     (run / "manifest.json").write_text(json.dumps(manifest))
