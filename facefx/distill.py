@@ -400,9 +400,13 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             netD.requires_grad_(False)
             with torch.autocast(**amp):
                 fake_B = netG(real_A)
-                feats_fake = _features(netD, _d_view(torch.cat([real_A, fake_B], 1), cfg.d_scale))
+                # The discriminator's views of the (input, teacher) and (input, student) pairs, made once for the
+                # generator's and the discriminator's steps.
+                real_AB = _d_view(torch.cat([real_A, real_B], 1), cfg.d_scale)
+                fake_AB = _d_view(torch.cat([real_A, fake_B], 1), cfg.d_scale)
+                feats_fake = _features(netD, fake_AB)
                 with torch.no_grad():
-                    feats_real = _features(netD, _d_view(torch.cat([real_A, real_B], 1), cfg.d_scale))
+                    feats_real = _features(netD, real_AB)
             loss_G_GAN = lsgan(feats_fake[-1], True) * cfg.lambda_gan
             loss_G_L1 = F.l1_loss(fake_B.float(), real_B) * cfg.lambda_l1
             loss_G_FM = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(feats_fake[:-1], feats_real[:-1])) \
@@ -414,8 +418,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             # ---- discriminator
             netD.requires_grad_(True)
             with torch.autocast(**amp):
-                loss_D = 0.5 * (lsgan(netD(_d_view(torch.cat([real_A, real_B], 1), cfg.d_scale)), True)
-                                + lsgan(netD(_d_view(torch.cat([real_A, fake_B.detach()], 1), cfg.d_scale)), False))
+                loss_D = 0.5 * (lsgan(netD(real_AB), True) + lsgan(netD(fake_AB.detach()), False))
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
             opt_D.step()
