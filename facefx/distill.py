@@ -259,6 +259,9 @@ class StudentConfig:
     lambda_l1: float = 100.0
     lambda_fm: float = 10.0  # discriminator feature matching (pix2pixHD): a perceptual loss with no pretrained net
     lambda_gan: float = 1.0
+    # Feature distillation from the teacher (GAN Compression, Li et al. 2020): 1x1 adapters map the student's decoder
+    # features onto the teacher's at the same resolution; loss = MSE relative to the teacher feature's power. 0: off.
+    lambda_teacher_feat: float = 0.0
     ndf: int = 32
     bf16: bool = True
     threads: int = 0
@@ -321,6 +324,75 @@ def _features(netD: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return feats + [x]
 
 
+class TeacherFeatureLoss(nn.Module):
+    """Feature distillation from the teacher that labelled the pairs (GAN Compression, Li et al. 2020).
+
+    The teacher runs on the student's input as the pairs were made (x_low: the input resized to the teacher's
+    resolution) and yields its features after the residual blocks and after each upsampling; the student's decoder
+    features at the same resolutions (its `fuse` outputs, captured by hooks during its own forward pass) are mapped
+    onto them by trainable 1x1 adapters. The adapters are training-only: they are not part of the student's
+    weights or exports. The loss per level is the MSE relative to the teacher feature's mean power (unitless, so the
+    levels weigh alike), averaged over levels.
+    """
+
+    def __init__(self, teacher_run: str | os.PathLike, direction: str, student: nn.Module, size: int,
+                 device: torch.device):
+        super().__init__()
+        self.teacher, teacher_m = load_generator(teacher_run, direction, str(device))
+        self.teacher.requires_grad_(False)
+        self.res = int(teacher_m["resolution"])
+        internal = size // getattr(student, "internal_scale", 1)
+        widths = [fuse[0].out_channels for fuse in student.fuse]  # each fuse: conv, norm, ReLU
+        # Which teacher body layers to read: the last residual block, and the ReLU after each upsampling.
+        body = list(self.teacher.body)
+        taps = [i for i, m in enumerate(body) if isinstance(m, nets.ResnetBlock)][-1:]
+        taps += [i + 2 for i, m in enumerate(body) if isinstance(m, nets.UpConv)]
+        self.taps = taps
+        with torch.no_grad():
+            t_shapes = [f.shape for f in self._teacher_feats(torch.zeros(1, 3, self.res, self.res, device=device))]
+        self.levels = []  # student fuse index per tap
+        adapters = []
+        for shape in t_shapes:
+            level = [i for i in range(len(widths)) if internal // 2 ** i == shape[-1]]
+            if not level:
+                raise FacefxError(f"teacher features at {shape[-1]} px have no student level at that resolution "
+                                  f"(student U-Net at {internal} px); use --internal-scale {size // self.res} or "
+                                  f"--lambda-teacher-feat 0")
+            self.levels.append(level[0])
+            adapters.append(nn.Conv2d(widths[level[0]], shape[1], 1))
+        self.adapters = nn.ModuleList(adapters).to(device)
+        self._student_feats: dict[int, torch.Tensor] = {}
+        for i in set(self.levels):
+            student.fuse[i].register_forward_hook(self._capture(i))
+
+    def _capture(self, level: int):
+        def hook(_mod, _inp, out: torch.Tensor) -> None:
+            if self.training:
+                self._student_feats[level] = out
+        return hook
+
+    def _teacher_feats(self, low: torch.Tensor) -> list[torch.Tensor]:
+        feats, h = [], low
+        for i, layer in enumerate(self.teacher.body[: self.taps[-1] + 1]):
+            h = layer(h)
+            if i in self.taps:
+                feats.append(h)
+        return feats
+
+    def forward(self, real_A: torch.Tensor) -> torch.Tensor:
+        """The loss for the student's last forward pass (in training mode) on real_A."""
+        low = F.interpolate(real_A, size=(self.res, self.res), mode="bilinear", antialias=True, align_corners=False)
+        with torch.no_grad():
+            t_feats = self._teacher_feats(low)
+        losses = []
+        for level, adapter, t in zip(self.levels, self.adapters, t_feats):
+            s = adapter(self._student_feats[level]).float()
+            t = t.float()
+            losses.append(F.mse_loss(s, t) / t.pow(2).mean().clamp_min(1e-6))
+        self._student_feats.clear()
+        return sum(losses) / len(losses)
+
+
 def evaluate_student(net: nn.Module, pairs: _Pairs, limit: int = 64) -> dict:
     """Student vs teacher target on held-out pairs: PSNR (dB) and SSIM, on `limit` pairs spread over the whole test
     set (a swap student's test pairs are one domain, then the other)."""
@@ -360,7 +432,14 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     for m in netD.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, 0.0, 0.02)
-    opt_G = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    teacher_feat = None
+    if cfg.lambda_teacher_feat:
+        if pairs_m.get("direction") not in ("AB", "BA"):
+            raise FacefxError(f"--lambda-teacher-feat needs pairs labelled by one teacher direction (AB or BA); "
+                              f"{pairs_dir} is {pairs_m.get('direction')!r}: use --lambda-teacher-feat 0")
+        teacher_feat = TeacherFeatureLoss(pairs_m["parent"]["path"], pairs_m["direction"], netG, size, device)
+    g_params = list(netG.parameters()) + (list(teacher_feat.adapters.parameters()) if teacher_feat else [])
+    opt_G = torch.optim.Adam(g_params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_D = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     step, elapsed_before = 0, 0.0
     if resume:
@@ -368,6 +447,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
         state = torch.load(run / "checkpoint.pt", map_location=device, weights_only=True)
         netG.load_state_dict(state["G"]), netD.load_state_dict(state["D"])
         opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
+        if teacher_feat is not None:
+            teacher_feat.adapters.load_state_dict(state["adapters"])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         rng = np.random.default_rng(cfg.seed + step)
     else:
@@ -412,6 +493,10 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             loss_G_FM = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(feats_fake[:-1], feats_real[:-1])) \
                 * cfg.lambda_fm / (len(feats_fake) - 1)
             loss_G = loss_G_GAN + loss_G_L1 + loss_G_FM
+            if teacher_feat is not None:
+                with torch.autocast(**amp):
+                    loss_G_TF = teacher_feat(real_A) * cfg.lambda_teacher_feat
+                loss_G = loss_G + loss_G_TF
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
@@ -422,8 +507,10 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
             opt_D.step()
-            losses = {k: float(v.detach()) for k, v in
-                      {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "G_FM": loss_G_FM, "D": loss_D}.items()}
+            named = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "G_FM": loss_G_FM, "D": loss_D}
+            if teacher_feat is not None:
+                named["G_TF"] = loss_G_TF
+            losses = {k: float(v.detach()) for k, v in named.items()}
             if not all(math.isfinite(v) for v in losses.values()):
                 raise FacefxError(f"student loss became non-finite at step {step}; resume with a lower --lr")
             step += 1
@@ -445,7 +532,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             out_of_time = cfg.max_minutes and (now - t0) / 60 >= cfg.max_minutes
             if now - last_ckpt > cfg.checkpoint_minutes * 60 or out_of_time:
                 _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + now - t0,
-                                    metrics, macs, params)
+                                    metrics, macs, params, teacher_feat)
                 last_ckpt = now
             if out_of_time:
                 break
@@ -457,7 +544,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     if not metrics or step % cfg.eval_every:
         metrics = evaluate_student(netG, test)
     _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + time.time() - t0,
-                        metrics, macs, params)
+                        metrics, macs, params, teacher_feat)
     print(f"step {step}/{cfg.iters}: {metrics}; run folder {run}")
     return run
 
@@ -499,10 +586,14 @@ def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 
 def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,
-                        elapsed: float, metrics: dict, macs: int, params: int) -> None:
+                        elapsed: float, metrics: dict, macs: int, params: int,
+                        teacher_feat: TeacherFeatureLoss | None = None) -> None:
     buf = io.BytesIO()
-    torch.save({"G": netG.state_dict(), "D": netD.state_dict(), "opt_G": opt_G.state_dict(),
-                "opt_D": opt_D.state_dict(), "step": step, "elapsed_s": elapsed}, buf)
+    state = {"G": netG.state_dict(), "D": netD.state_dict(), "opt_G": opt_G.state_dict(),
+             "opt_D": opt_D.state_dict(), "step": step, "elapsed_s": elapsed}
+    if teacher_feat is not None:  # training-only 1x1 adapters, kept for --resume
+        state["adapters"] = teacher_feat.adapters.state_dict()
+    torch.save(state, buf)
     atomic_write_bytes(run / "checkpoint.pt", buf.getvalue())
     nets.save_weights(netG, run / "G.safetensors")
     size = int(pairs_m["resolution"])
@@ -523,4 +614,5 @@ def student_config_from_run(run: str | os.PathLike) -> StudentConfig:
     cfg = dict(read_manifest(run, kind="student")["config"])
     cfg["widths"] = tuple(cfg["widths"])
     cfg.setdefault("d_scale", 1)  # runs from before the option judged at full resolution
+    cfg.setdefault("lambda_teacher_feat", 0.0)  # and had no teacher feature distillation
     return StudentConfig(**cfg)

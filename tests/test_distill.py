@@ -225,3 +225,34 @@ def test_discriminator_scale_judges_a_downscaled_view_and_old_runs_keep_full_sca
     del manifest["config"]["d_scale"]
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert student_config_from_run(run).d_scale == 1
+
+
+def test_teacher_feature_distillation_trains_adapters_that_never_ship(tmp_path, tiny_teacher):
+    """--lambda-teacher-feat: 1x1 adapters map the student's decoder onto the teacher's features at the same
+    resolutions; the feature loss falls, the student's weights and spec are those of a plain student (nothing to
+    export), a resume restores the adapters, and pairs that no single teacher direction labelled are refused."""
+    import dataclasses
+
+    from facefx.distill import student_config_from_run
+
+    pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=64, augment=1,
+                                   judge_filter=False, batch=8), progress=False)
+    base = dict(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8, 16, 32), n_blocks=1, batch=4, lr=2e-3,
+                bf16=False, internal_scale=2, sample_every=1000, eval_every=1000, log_every=5, lambda_gan=0.0,
+                lambda_fm=0.0, lambda_l1=0.0)
+    run = train_student(StudentConfig(**base, iters=80, lambda_teacher_feat=1.0), progress=False)
+    rows = [line.split(",") for line in (run / "losses.csv").read_text().splitlines()]
+    col = rows[0].index("G_TF")
+    assert float(rows[-1][col]) < 0.7 * float(rows[1][col])
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert len(state["adapters"]) == 2 * 3  # a weight and a bias per teacher level (8, 16 and 32 px)
+    plain = nets.build(StudentConfig(**base).generator_spec())
+    assert set(state["G"]) == set(plain.state_dict())  # no adapter in what ships
+    resumed = train_student(dataclasses.replace(student_config_from_run(run), iters=81), resume=run, progress=False)
+    assert torch.load(resumed / "checkpoint.pt", weights_only=True)["step"] == 81
+    swap = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=64, augment=0,
+                                  direction="swap", judge_filter=False, batch=8, max_faces=4), progress=False)
+    with pytest.raises(FacefxError, match="one teacher direction"):
+        train_student(StudentConfig(**{**base, "pairs": str(swap)}, iters=1, lambda_teacher_feat=1.0), progress=False)
+    with pytest.raises(FacefxError, match="--internal-scale 2"):  # student U-Net at 64 px, teacher at 32 px
+        train_student(StudentConfig(**{**base, "internal_scale": 1}, iters=1, lambda_teacher_feat=1.0), progress=False)
