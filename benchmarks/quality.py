@@ -11,7 +11,8 @@ Inputs (each optional, at least one; what is given is measured):
 Outputs (benchmarks/results/):
   quality_<effect>.json        judge before/after (age: mean shift and histogram; gender: flip rate; style: anime
                                rate), detail preservation (Laplacian-variance ratio, PSNR outside the face),
-                               student-vs-teacher and int8-vs-fp32 fidelity (PSNR/SSIM), temporal flicker
+                               student-vs-teacher and int8-vs-fp32 fidelity (PSNR/SSIM), temporal flicker,
+                               with --kid: KID vs the teacher's outputs and vs the target domain's held-out faces
   quality_<effect>.png         contact sheet: input | teacher | student | int8, judge values on each cell
   quality_<effect>_hist.png    judge score distributions before and after
   (--direction BA writes quality_<effect>_BA.*: a swap student is measured once each way)
@@ -217,6 +218,40 @@ def student_pairs(student_run: Path | None) -> dict:
         return {}
 
 
+def kid_figures(outputs: dict[str, np.ndarray], inputs: np.ndarray, teacher_m: dict | None, direction: str,
+                size: int) -> dict:
+    """KID x 1000 (facefx.fid) of each model's outputs against the teacher's (can a distribution test tell the
+    student from its teacher?), and of the inputs and every model's outputs against the held-out faces of the
+    domain the effect turns faces into (the teacher's other domain), where that face set is prepared here."""
+    from facefx.data import read_crops
+    from facefx.fid import inception_features, kid, load_inception
+    from facefx.prepare import load_faces
+
+    net = load_inception()
+    # The Inception network costs ~0.3 s per face on 2 CPU threads: the teacher and one student form (the PyTorch
+    # student, else the fp32 export, else int8: 40+ dB apart, so the same to KID) are measured.
+    student = next((n for n in ("student", "fp32", "int8") if n in outputs), None)
+    chosen = {"input": inputs, **{n: outputs[n] for n in ("teacher", student) if n in outputs}}
+    feats = {name: inception_features(net, o) for name, o in chosen.items()}
+    subset = min(100, len(inputs))
+    fig = {"unit": "KID x 1000 (mean, std over 100 random subsets)", "subset_size": subset, "vs_teacher": {}}
+    if "teacher" in feats:
+        for name in feats:
+            if name != "teacher":
+                fig["vs_teacher"][name] = [round(v, 3) for v in kid(feats[name], feats["teacher"], subset)]
+    target_sets = (teacher_m or {}).get("domains", {}).get("B" if direction == "AB" else "A", [])
+    try:
+        paths = [p for f in target_sets for p in load_faces(f, "test")[1]]
+    except FacefxError as e:
+        fig["vs_target_domain"] = {"skipped": str(e)}
+        return fig
+    if paths:
+        target = inception_features(net, np.ascontiguousarray(read_crops(paths, size)[..., ::-1]))
+        fig["target_domain"] = {"sets": target_sets, "n": len(paths)}
+        fig["vs_target_domain"] = {name: [round(v, 3) for v in kid(f, target, subset)] for name, f in feats.items()}
+    return fig
+
+
 def measure(args) -> dict:
     import torch
 
@@ -232,6 +267,10 @@ def measure(args) -> dict:
     effect, direction = args.effect, args.direction
     if not (args.teacher or args.student or args.models):
         raise FacefxError("nothing to measure: pass --teacher RUN, --student RUN and/or --models models/<effect>")
+    if args.kid:
+        from facefx.fid import inception_path
+
+        inception_path()  # installed? (one line saying how, before any model runs)
     judge = load_judge(EFFECT_JUDGE[effect], root=args.judges)
 
     # ---- the models, and the crop size they work at
@@ -321,6 +360,9 @@ def measure(args) -> dict:
         if a in outputs and b in outputs:
             result["fidelity"][f"{a}_vs_{b}"] = fidelity(outputs[a], outputs[b])
 
+    if args.kid:
+        result["kid"] = kid_figures(outputs, inputs, teacher_m, direction, size)
+
     # ---- files
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,6 +401,10 @@ def summary_lines(result: dict) -> list[str]:
                      f"{d['psnr_outside_face_db']} dB, flicker x{f['ratio_mean']}")
     for k, v in result["fidelity"].items():
         lines.append(f"  {k}: PSNR {v['psnr_db']} dB, SSIM {v['ssim']}")
+    for group, figs in result.get("kid", {}).items():
+        if group.startswith("vs_"):
+            lines += [f"  KID x1000 {name} {group}: {v[0]} +- {v[1]}" for name, v in figs.items()
+                      if isinstance(v, list)]
     return lines
 
 
@@ -380,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--flicker-faces", type=int, default=4, help="faces in the flicker test [4]")
     ap.add_argument("--flicker-frames", type=int, default=24, help="frames per flicker clip [24]")
     ap.add_argument("--sheet-rows", type=int, default=8, help="faces on the contact sheet [8]")
+    ap.add_argument("--kid", action="store_true", help="also KID against the teacher and the target domain "
+                    "(the FID Inception network: pip install -e \".[fid]\"; a few minutes on a CPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
     args = ap.parse_args(argv)

@@ -120,6 +120,19 @@ def quality_section(results: Path, link: str) -> list[str]:
             for k, v in q["fidelity"].items():
                 lines.append(f"| {k.replace('_vs_', ' vs ')} | {v['psnr_db']} | {v['ssim']} |")
             lines.append("")
+        kid = q.get("kid")
+        if kid and kid.get("vs_teacher"):
+            target = kid.get("target_domain", {})
+            has_target = isinstance(kid.get("vs_target_domain"), dict) and "input" in kid["vs_target_domain"]
+            tname = ", ".join(Path(f).name for f in target.get("sets", [])) or "target domain"
+            lines += [f"| KID x 1000 (subsets of {kid['subset_size']}) | vs teacher |"
+                      + (f" vs held-out {tname} ({target.get('n')}) |" if has_target else ""),
+                      "|---|---:|" + ("---:|" if has_target else "")]
+            for name in ["input", "teacher"] + [n for n in kid["vs_teacher"] if n != "input"]:
+                cells = [kid["vs_teacher"].get(name)] + ([kid["vs_target_domain"].get(name)] if has_target else [])
+                lines.append(f"| {name} | " + " | ".join(f"{c[0]} +- {c[1]}" if c else "" for c in cells) + " |")
+            lines += ["", "KID: kernel Inception distance (FID's Inception-v3, cubic kernel), mean +- std over random "
+                      "subsets; an unbiased estimate, so near 0 means the two sets cannot be told apart.", ""]
         lines += ["Sharpness ratio: Laplacian variance of output / input (1 = as sharp). Flicker ratio: mean "
                   "frame-to-frame change of the output / the input's on a slowly drifting face (1 = stable).", ""]
         files = q.get("files", {})

@@ -383,3 +383,56 @@ def test_report_replaces_only_the_readme_results_section(fps_run, quality_run, t
     assert first.startswith("# title\n\nintro\n\n## Data\n\nterms\n") and "#### Speed on Test Box" in first
     _script("report").main(args)  # a second run replaces the section instead of appending another
     assert readme.read_text() == first and first.count("## Results") == 1
+
+
+def test_kid_is_near_zero_for_one_distribution_and_clearly_positive_for_two(monkeypatch):
+    """KID (benchmarks/quality.py --kid) on features: two samples of one distribution sit within a few standard
+    deviations of 0 (unbiased), a shifted distribution far above; without the Inception wheel, one line says how."""
+    import importlib.util
+
+    from facefx.errors import FacefxError
+    from facefx.fid import inception_path, kid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 64)), rng.normal(size=(300, 64))
+    same_mean, same_std = kid(a, b, subset_size=100, subsets=50)
+    far_mean, far_std = kid(a, b + 0.5, subset_size=100, subsets=50)
+    assert abs(same_mean) < 3 * same_std
+    assert far_mean > 10 * far_std and far_mean > 20 * abs(same_mean)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
+    with pytest.raises(FacefxError, match=r'pip install -e "\.\[fid\]"'):
+        inception_path()
+
+
+def test_quality_kid_compares_the_student_with_its_teacher_and_the_report_shows_it(monkeypatch, quality_run,
+                                                                                    tiny_judges, tmp_path):
+    """quality.py --kid: KID of the input and the student against the teacher's outputs (here with a stand-in for
+    the Inception network: mean colour features), and report.py renders the table."""
+    import torch
+
+    import facefx.fid
+
+    class MeanColour(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) * self.scale
+
+    monkeypatch.setattr(facefx.fid, "load_inception", lambda device="cpu": MeanColour())
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    teacher = np.clip(inputs.astype(int) + 60, 0, 255).astype(np.uint8)  # brighter
+    student = np.clip(teacher.astype(int) + rng.integers(-2, 3, teacher.shape), 0, 255).astype(np.uint8)
+    fig = _script("quality").kid_figures({"teacher": teacher, "student": student}, inputs, None, "AB", 32)
+    assert set(fig["vs_teacher"]) == {"input", "student"} and fig["subset_size"] == 40
+    assert fig["vs_teacher"]["input"][0] > 10 * abs(fig["vs_teacher"]["student"][0])
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "quality_age.json").write_text(json.dumps({**quality_run, "kid": fig}))
+    out = tmp_path / "results.md"
+    _script("report").main(["--results", str(results), "--judges", str(tiny_judges), "--out", str(out)])
+    md = out.read_text()
+    assert "| KID x 1000 (subsets of 40) | vs teacher |" in md
+    assert f"| student | {fig['vs_teacher']['student'][0]} +- {fig['vs_teacher']['student'][1]} |" in md
