@@ -233,12 +233,14 @@ def kid_figures(outputs: dict[str, np.ndarray], inputs: np.ndarray, teacher_m: d
     student = next((n for n in ("student", "fp32", "int8") if n in outputs), None)
     chosen = {"input": inputs, **{n: outputs[n] for n in ("teacher", student) if n in outputs}}
     feats = {name: inception_features(net, o) for name, o in chosen.items()}
-    subset = min(100, len(inputs))
+    # Outputs of the same faces are paired: each subset compares one model on some faces with the teacher on others.
+    subset = min(100, len(inputs) // 2)
     fig = {"unit": "KID x 1000 (mean, std over 100 random subsets)", "subset_size": subset, "vs_teacher": {}}
     if "teacher" in feats:
         for name in feats:
             if name != "teacher":
-                fig["vs_teacher"][name] = [round(v, 3) for v in kid(feats[name], feats["teacher"], subset)]
+                fig["vs_teacher"][name] = [round(v, 3) for v in kid(feats[name], feats["teacher"], subset,
+                                                                    paired=True)]
     target_sets = (teacher_m or {}).get("domains", {}).get("B" if direction == "AB" else "A", [])
     try:
         paths = [p for f in target_sets for p in load_faces(f, "test")[1]]

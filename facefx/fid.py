@@ -55,19 +55,29 @@ def inception_features(net: torch.jit.ScriptModule, rgb_u8: np.ndarray, batch: i
 
 
 def kid(feats_a: np.ndarray, feats_b: np.ndarray, subset_size: int = 100, subsets: int = 100,
-        seed: int = 0) -> tuple[float, float]:
+        seed: int = 0, paired: bool = False) -> tuple[float, float]:
     """KID x 1000 between two feature sets: mean and standard deviation over random subsets (as StyleGAN2-ADA's
-    metrics). The mean is an unbiased estimate, so values within a standard deviation of 0 mean the subsets could
-    not tell the two sets apart."""
-    n = min(len(feats_a), len(feats_b), subset_size)
+    metrics). The mean is an unbiased estimate for independent samples, so values within a standard deviation of 0
+    mean the subsets could not tell the two sets apart.
+
+    paired: row i of both sets comes from the same face (a teacher's and a student's output). Such samples are not
+    independent: a face's two outputs are near each other, which pulls the estimate below 0. Each subset then
+    takes its two halves from disjoint faces (so at most half the faces per subset)."""
+    if paired and len(feats_a) != len(feats_b):
+        raise FacefxError(f"paired KID needs one row per face in both sets (got {len(feats_a)} and {len(feats_b)})")
+    n = min(len(feats_a) // 2 if paired else min(len(feats_a), len(feats_b)), subset_size)
     if n < 2:
         raise FacefxError(f"KID needs at least 2 images per set (got {len(feats_a)} and {len(feats_b)})")
     d = feats_a.shape[1]
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(subsets):
-        x = feats_a[rng.choice(len(feats_a), n, replace=False)]
-        y = feats_b[rng.choice(len(feats_b), n, replace=False)]
+        if paired:
+            faces = rng.permutation(len(feats_a))
+            x, y = feats_a[faces[:n]], feats_b[faces[n:2 * n]]
+        else:
+            x = feats_a[rng.choice(len(feats_a), n, replace=False)]
+            y = feats_b[rng.choice(len(feats_b), n, replace=False)]
         kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
         off = ~np.eye(n, dtype=bool)
         values.append(kxx[off].mean() + kyy[off].mean() - 2 * kxy.mean())

@@ -399,6 +399,12 @@ def test_kid_is_near_zero_for_one_distribution_and_clearly_positive_for_two(monk
     far_mean, far_std = kid(a, b + 0.5, subset_size=100, subsets=50)
     assert abs(same_mean) < 3 * same_std
     assert far_mean > 10 * far_std and far_mean > 20 * abs(same_mean)
+    # A student's and its teacher's outputs of the same faces: near-identical pairs. Drawing both subsets from the
+    # same faces reads them as "closer than two samples of one distribution" (below 0); paired draws do not.
+    near = a + rng.normal(scale=0.05, size=a.shape)
+    biased, biased_std = kid(a, near, subset_size=100, subsets=50)
+    fair, fair_std = kid(a, near, subset_size=100, subsets=50, paired=True)
+    assert biased < -3 * biased_std and abs(fair) < 3 * fair_std
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
     with pytest.raises(FacefxError, match=r'pip install -e "\.\[fid\]"'):
         inception_path()
@@ -426,7 +432,7 @@ def test_quality_kid_compares_the_student_with_its_teacher_and_the_report_shows_
     teacher = np.clip(inputs.astype(int) + 60, 0, 255).astype(np.uint8)  # brighter
     student = np.clip(teacher.astype(int) + rng.integers(-2, 3, teacher.shape), 0, 255).astype(np.uint8)
     fig = _script("quality").kid_figures({"teacher": teacher, "student": student}, inputs, None, "AB", 32)
-    assert set(fig["vs_teacher"]) == {"input", "student"} and fig["subset_size"] == 40
+    assert set(fig["vs_teacher"]) == {"input", "student"} and fig["subset_size"] == 20  # paired: half the faces
     assert fig["vs_teacher"]["input"][0] > 10 * abs(fig["vs_teacher"]["student"][0])
     results = tmp_path / "results"
     results.mkdir()
@@ -434,5 +440,5 @@ def test_quality_kid_compares_the_student_with_its_teacher_and_the_report_shows_
     out = tmp_path / "results.md"
     _script("report").main(["--results", str(results), "--judges", str(tiny_judges), "--out", str(out)])
     md = out.read_text()
-    assert "| KID x 1000 (subsets of 40) | vs teacher |" in md
+    assert "| KID x 1000 (subsets of 20) | vs teacher |" in md
     assert f"| student | {fig['vs_teacher']['student'][0]} +- {fig['vs_teacher']['student'][1]} |" in md
