@@ -366,8 +366,8 @@ class TeacherFeatureLoss(nn.Module):
             student.fuse[i].register_forward_hook(self._capture(i))
 
     def _capture(self, level: int):
-        def hook(_mod, _inp, out: torch.Tensor) -> None:
-            if self.training:
+        def hook(mod, _inp, out: torch.Tensor) -> None:
+            if mod.training:  # the student's training forward passes only (not its evaluation or sample grids)
                 self._student_feats[level] = out
         return hook
 
