@@ -228,7 +228,7 @@ def kid_figures(outputs: dict[str, np.ndarray], inputs: np.ndarray, teacher_m: d
     from facefx.prepare import load_faces
 
     net = load_inception()
-    # The Inception network costs ~0.3 s per face on 2 CPU threads: the teacher and one student form (the PyTorch
+    # The Inception network costs ~0.1 s per face on 1 CPU thread: the teacher and one student form (the PyTorch
     # student, else the fp32 export, else int8: 40+ dB apart, so the same to KID) are measured.
     student = next((n for n in ("student", "fp32", "int8") if n in outputs), None)
     chosen = {"input": inputs, **{n: outputs[n] for n in ("teacher", student) if n in outputs}}

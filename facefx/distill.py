@@ -63,6 +63,14 @@ def augment_webcam(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ---- teacher labelling ---------------------------------------------------------------------------------------
+def teacher_view(x: torch.Tensor, res: int) -> torch.Tensor:
+    """The input as a teacher working at `res` px sees it (antialiased bilinear resize; as is at that size): what
+    the pairs' targets and the teacher's features for distillation are computed from."""
+    if x.shape[-1] == res:
+        return x
+    return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+
+
 class TeacherLabeler:
     """Runs a teacher generator at its own resolution and returns targets at the student's resolution.
 
@@ -97,8 +105,7 @@ class TeacherLabeler:
         """uint8 RGB (N, S, S, 3) -> uint8 RGB (N, S, S, 3) targets."""
         x = torch.from_numpy(rgb_to_nchw(inputs_rgb)).to(self.device)  # (N, 3, S, S) RGB [-1, 1]
         s = x.shape[-1]
-        low = x if s == self.res else F.interpolate(x, size=(self.res, self.res), mode="bilinear", antialias=True,
-                                                     align_corners=False)
+        low = teacher_view(x, self.res)
         with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
             fake = self.net(low).float()
         delta = (fake - low) * self.strength
@@ -381,9 +388,8 @@ class TeacherFeatureLoss(nn.Module):
 
     def forward(self, real_A: torch.Tensor) -> torch.Tensor:
         """The loss for the student's last forward pass (in training mode) on real_A."""
-        low = F.interpolate(real_A, size=(self.res, self.res), mode="bilinear", antialias=True, align_corners=False)
         with torch.no_grad():
-            t_feats = self._teacher_feats(low)
+            t_feats = self._teacher_feats(teacher_view(real_A, self.res))
         losses = []
         for level, adapter, t in zip(self.levels, self.adapters, t_feats):
             s = adapter(self._student_feats[level]).float()
