@@ -38,9 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--internal-scale", type=int, default=d.internal_scale,
                     help="run the U-Net at 1/k resolution and resize its residual onto the input (2 suits teachers "
                          "that work at half the student's resolution: twice the channels for the same MACs)")
-    ap.add_argument("--separable", action="store_true",
-                    help="depthwise-separable 3x3 convs (MobileNet): about 1/9 of the MACs per conv, so about 3x the "
-                         "channels for the same budget")
     ap.add_argument("--d-scale", type=int, default=d.d_scale,
                     help="the discriminator judges (input, output) downscaled by this factor; with --internal-scale k, "
                          "k sees all of the student's change at 1/k^2 of the cost")
@@ -77,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             raise FacefxError("pass --pairs PAIRS_FOLDER (from distill/pairs.py) or --resume RUN")
         cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
                             n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context,
-                            internal_scale=args.internal_scale, separable=args.separable, d_scale=args.d_scale,
+                            internal_scale=args.internal_scale, d_scale=args.d_scale,
                             batch=args.batch, iters=args.iters or d.iters, lr=args.lr,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             lambda_teacher_feat=args.lambda_teacher_feat,

@@ -255,7 +255,6 @@ class StudentConfig:
     norm: str = "batch"
     global_context: bool = False  # whole-face feature at the bottleneck (StudentGenerator): for two-way effects
     internal_scale: int = 1  # U-Net at 1/k resolution, residual resized onto the input (StudentGenerator)
-    separable: bool = False  # depthwise-separable 3x3 convs (StudentGenerator): ~3x the channels for the same MACs
     # The conditional PatchGAN judges (input, output) downscaled by this factor. With internal_scale k the student's
     # own change lives at 1/k resolution, so d_scale k judges all of it at 1/k^2 of the cost (at 256 px the
     # discriminator is ~3/4 of an iteration's time on a CPU) and its 70 px patches cover face parts, not pores.
@@ -290,8 +289,6 @@ class StudentConfig:
             spec["global_context"] = True
         if self.internal_scale != 1:
             spec["internal_scale"] = self.internal_scale
-        if self.separable:
-            spec["separable"] = True
         return spec
 
     def discriminator_spec(self) -> dict:
@@ -352,7 +349,7 @@ class TeacherFeatureLoss(nn.Module):
         self.teacher.requires_grad_(False)
         self.res = int(teacher_m["resolution"])
         internal = size // getattr(student, "internal_scale", 1)
-        widths = [fuse[-3].out_channels for fuse in student.fuse]  # each fuse ends conv, norm, ReLU
+        widths = [fuse[0].out_channels for fuse in student.fuse]  # each fuse: conv, norm, ReLU
         # Which teacher body layers to read: the last residual block, and the ReLU after each upsampling.
         body = list(self.teacher.body)
         taps = [i for i, m in enumerate(body) if isinstance(m, nets.ResnetBlock)][-1:]

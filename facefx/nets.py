@@ -127,29 +127,19 @@ class StudentGenerator(nn.Module):
     256 px (target = input + upsampled teacher change), so the change to learn is low-resolution by
     construction: at scale 2 the same MACs buy twice the channels at every level, and the input's detail
     reaches the output untouched. (A perfect low-resolution residual reproduces style targets to ~38 dB.)
-
-    separable: every 3x3 conv but the stem's and the head's becomes depthwise 3x3 -> norm -> ReLU -> pointwise 1x1
-    (MobileNet; GAN Compression's students): about 1/9 of the MACs of a full conv of the same widths, so the same
-    budget buys about 3x the channels. Depthwise convs fold BatchNorm and quantize per channel like any conv.
     """
 
     def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), n_blocks: int = 2, norm: str = "batch",
-                 up_kernel: int = 1, global_context: bool = False, internal_scale: int = 1, separable: bool = False):
+                 up_kernel: int = 1, global_context: bool = False, internal_scale: int = 1):
         super().__init__()
         widths = tuple(widths)
         self.internal_scale = int(internal_scale)
         bias = norm == "none"
 
-        def full_cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+        def cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=bias), _norm(norm, cout), nn.ReLU(True))
 
-        def cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-            if not separable:
-                return full_cbr(cin, cout, stride)
-            return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=bias), _norm(norm, cin),
-                                 nn.ReLU(True), nn.Conv2d(cin, cout, 1, bias=bias), _norm(norm, cout), nn.ReLU(True))
-
-        self.stem = full_cbr(3, widths[0])
+        self.stem = cbr(3, widths[0])
         self.down = nn.ModuleList(cbr(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:]))
         self.mid = nn.Sequential(*[nn.Sequential(cbr(widths[-1], widths[-1]), cbr(widths[-1], widths[-1]))
                                    for _ in range(n_blocks)])

@@ -204,23 +204,6 @@ def test_half_resolution_student_passes_fine_detail_through_and_costs_a_quarter(
     assert "internal_scale" not in StudentConfig(pairs="").generator_spec()  # earlier students' specs unchanged
 
 
-def test_separable_student_costs_what_its_layers_cost_by_hand():
-    """Depthwise-separable convs: a depthwise 3x3 costs 9 MACs per output value, whatever the channels."""
-    spec = {"type": "student_generator", "widths": [4, 8], "n_blocks": 1, "separable": True}
-    net = nets.build(spec)
-    px32, px16 = 32 * 32, 16 * 16
-    by_hand = (px32 * 4 * 3 * 9                                 # stem: full 3x3, 3 -> 4
-               + px16 * 4 * 9 + px16 * 8 * 4                    # down: depthwise 3x3 stride 2, pointwise 4 -> 8
-               + 2 * (px16 * 8 * 9 + px16 * 8 * 8)              # one residual block: two separable convs at 8
-               + px32 * 4 * 8                                   # up: resize, 1x1 8 -> 4
-               + px32 * 4 * 9 + px32 * 4 * 4                    # fuse: separable at 4
-               + px32 * 3 * 4 * 9)                              # head: full 3x3, 4 -> 3
-    assert nets.count_macs(net, 32) == by_hand
-    assert sum(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in net.modules()) == 4
-    assert StudentConfig(pairs="", separable=True).generator_spec()["separable"] is True
-    assert "separable" not in StudentConfig(pairs="").generator_spec()  # earlier students' specs unchanged
-
-
 def test_discriminator_scale_judges_a_downscaled_view_and_old_runs_keep_full_scale(tmp_path, tiny_teacher):
     """--d-scale 2: the PatchGAN sees (input, output) at half size; a run made before the option resumes at 1."""
     import dataclasses
