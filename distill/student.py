@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lambda-teacher-feat", type=float, default=d.lambda_teacher_feat,
                     help="feature distillation from the pairs' teacher (1x1 adapters on the decoder; one-direction "
                          "pairs, teacher resolution = student's internal resolution); 0: off")
+    ap.add_argument("--ema", type=float, default=d.ema,
+                    help="keep an exponential moving average of the generator (decay per iteration, e.g. 0.999) and "
+                         "save that as G: smooths the jitter of GAN training; 0: off")
     ap.add_argument("--lambda-gan", type=float, default=d.lambda_gan, help="conditional GAN weight")
     ap.add_argument("--no-bf16", action="store_true", help="train in fp32")
     ap.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                             internal_scale=args.internal_scale, d_scale=args.d_scale,
                             batch=args.batch, iters=args.iters or d.iters, lr=args.lr,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
-                            lambda_teacher_feat=args.lambda_teacher_feat,
+                            lambda_teacher_feat=args.lambda_teacher_feat, ema=args.ema,
                             bf16=not args.no_bf16, threads=args.threads, device=args.device,
                             sample_every=args.sample_every, eval_every=args.eval_every,
                             max_minutes=args.max_minutes, seed=args.seed, init=args.init)

@@ -269,6 +269,10 @@ class StudentConfig:
     # Feature distillation from the teacher (GAN Compression, Li et al. 2020): 1x1 adapters map the student's decoder
     # features onto the teacher's at the same resolution; loss = MSE relative to the teacher feature's power. 0: off.
     lambda_teacher_feat: float = 0.0
+    # Exponential moving average of the generator's weights (and BatchNorm statistics), decay per iteration; 0: off.
+    # The average is what is evaluated, sampled and saved as G: it smooths the step-to-step jitter of GAN training,
+    # which shows as noisy texture (StyleGAN, pix2pixHD practice). The raw weights stay in the checkpoint.
+    ema: float = 0.0
     ndf: int = 32
     bf16: bool = True
     threads: int = 0
@@ -433,11 +437,18 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
         raise FacefxError(f"--d-scale {cfg.d_scale}: the discriminator needs at least 32 px; use 1 to "
                           f"{max(1, size // 32)} for {size} px pairs")
     # ---- build networks
+    if not 0.0 <= cfg.ema < 1.0:
+        raise FacefxError(f"--ema {cfg.ema}: pass a decay in [0, 1), e.g. 0.999 (0: off)")
     netG = nets.build(cfg.generator_spec()).to(device)
     netD = nets.build(cfg.discriminator_spec()).to(device)
     for m in netD.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, 0.0, 0.02)
+    ema_G = None
+    if cfg.ema:  # a copy whose first update takes the (possibly warm-started or resumed) weights as they are
+        # (made before the teacher-feature hooks go on netG, so the copy has none)
+        ema_G = torch.optim.swa_utils.AveragedModel(
+            netG, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     teacher_feat = None
     if cfg.lambda_teacher_feat:
         if pairs_m.get("direction") not in ("AB", "BA"):
@@ -456,12 +467,18 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
         if teacher_feat is not None:
             teacher_feat.adapters.load_state_dict(state["adapters"])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        if ema_G is not None and "G_ema" in state:
+            ema_G.module.load_state_dict(state["G_ema"])
+            ema_G.n_averaged.fill_(max(step, 1))
         rng = np.random.default_rng(cfg.seed + step)
     else:
         if cfg.init:
             _warm_start(netG, netD, cfg, device)
         run = next_run_dir(Path(cfg.root) / pairs_m["effect"], cfg.desc or f"{size}px-w{cfg.widths[0]}")
         (run / "samples").mkdir(parents=True)
+    if ema_G is not None and int(ema_G.n_averaged) == 0:
+        ema_G.update_parameters(netG)  # starts as the weights training starts from (a resumed average goes on)
+    shipped = ema_G.module if ema_G is not None else netG  # what is evaluated, sampled and saved as G
     macs, params = nets.count_macs(netG, size), nets.count_params(netG)
     print(f"student: {macs / 1e9:.3f} GMAC at {size}x{size}, {params / 1e6:.3f} M parameters")
     fixed = np.linspace(0, len(test) - 1, min(6, len(test))).astype(int)
@@ -506,6 +523,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
+            if ema_G is not None:
+                ema_G.update_parameters(netG)
             # ---- discriminator
             netD.requires_grad_(True)
             with torch.autocast(**amp):
@@ -530,15 +549,15 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
                 append_csv_row(run / "losses.csv",
                                {"step": step, "elapsed_s": round(elapsed_before + time.time() - t0, 1), **mean})
             if step % cfg.sample_every == 0 or step == cfg.iters:
-                _student_sheet(netG, test, fixed, run / "samples" / f"step_{step:06d}.png")
+                _student_sheet(shipped, test, fixed, run / "samples" / f"step_{step:06d}.png")
             if step % cfg.eval_every == 0 or step == cfg.iters:
-                metrics = evaluate_student(netG, test)
+                metrics = evaluate_student(shipped, test)
                 bar.write(f"step {step}: {metrics}")
             now = time.time()
             out_of_time = cfg.max_minutes and (now - t0) / 60 >= cfg.max_minutes
             if now - last_ckpt > cfg.checkpoint_minutes * 60 or out_of_time:
                 _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + now - t0,
-                                    metrics, macs, params, teacher_feat)
+                                    metrics, macs, params, teacher_feat, ema_G)
                 last_ckpt = now
             if out_of_time:
                 break
@@ -548,9 +567,9 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
         restore_signals()
         bar.close()
     if not metrics or step % cfg.eval_every:
-        metrics = evaluate_student(netG, test)
+        metrics = evaluate_student(shipped, test)
     _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + time.time() - t0,
-                        metrics, macs, params, teacher_feat)
+                        metrics, macs, params, teacher_feat, ema_G)
     print(f"step {step}/{cfg.iters}: {metrics}; run folder {run}")
     return run
 
@@ -588,20 +607,23 @@ def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     cfg = student_config_from_run(run)
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     manifest["network"] = {"G": cfg.generator_spec(), "D": cfg.discriminator_spec()}
+    state["G"] = state.get("G_ema", state["G"])  # the shipped weights: the moving average where there is one
     return nets.save_snapshot(dest, manifest, {n: (manifest["network"][n], state[n]) for n in ("G", "D")}, source=run)
 
 
 def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,
                         elapsed: float, metrics: dict, macs: int, params: int,
-                        teacher_feat: TeacherFeatureLoss | None = None) -> None:
+                        teacher_feat: TeacherFeatureLoss | None = None, ema_G: nn.Module | None = None) -> None:
     buf = io.BytesIO()
     state = {"G": netG.state_dict(), "D": netD.state_dict(), "opt_G": opt_G.state_dict(),
              "opt_D": opt_D.state_dict(), "step": step, "elapsed_s": elapsed}
     if teacher_feat is not None:  # training-only 1x1 adapters, kept for --resume
         state["adapters"] = teacher_feat.adapters.state_dict()
+    if ema_G is not None:  # "G" stays the raw weights that training resumes from
+        state["G_ema"] = ema_G.module.state_dict()
     torch.save(state, buf)
     atomic_write_bytes(run / "checkpoint.pt", buf.getvalue())
-    nets.save_weights(netG, run / "G.safetensors")
+    nets.save_weights(ema_G.module if ema_G is not None else netG, run / "G.safetensors")
     size = int(pairs_m["resolution"])
     manifest = new_manifest(
         "student", effect=pairs_m["effect"], parent=cfg.pairs, network={"G": cfg.generator_spec()},
@@ -621,4 +643,5 @@ def student_config_from_run(run: str | os.PathLike) -> StudentConfig:
     cfg["widths"] = tuple(cfg["widths"])
     cfg.setdefault("d_scale", 1)  # runs from before the option judged at full resolution
     cfg.setdefault("lambda_teacher_feat", 0.0)  # and had no teacher feature distillation
+    cfg.setdefault("ema", 0.0)  # nor a moving average of the generator
     return StudentConfig(**cfg)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from facefx import nets
 from facefx.cyclegan import TeacherConfig, train_teacher
-from facefx.distill import PairsConfig, StudentConfig, TeacherLabeler, augment_webcam, make_pairs, train_student
+from facefx.distill import (PairsConfig, StudentConfig, TeacherLabeler, augment_webcam, make_pairs,
+                            student_config_from_run, train_student)
 from facefx.errors import FacefxError
 from facefx.manifest import read_manifest, verify_files
 
@@ -160,6 +163,30 @@ def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config)
     for name, v in d_first.items():
         if v.is_floating_point():
             assert torch.allclose(v, d_warm[name], atol=1e-3), name
+
+
+def test_moving_average_generator_is_what_ships_and_survives_resume(tmp_path, tiny_student_config):
+    """--ema: G.safetensors, the snapshot and the evaluation are the averaged weights; the raw ones stay in the
+    checkpoint for --resume, which carries the average on instead of restarting it."""
+    from facefx.distill import snapshot_student
+
+    base = {**tiny_student_config, "lr": 1e-2}
+    run = train_student(StudentConfig(**base, iters=4, ema=0.5), progress=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    shipped, _ = nets.load_from_artifact(run, "G", kind="student")
+    for name, v in shipped.state_dict().items():
+        assert torch.equal(v, state["G_ema"][name]), name
+    w = "head.weight"
+    assert not torch.allclose(state["G"][w], state["G_ema"][w])  # the average lags the raw weights
+    snap, _ = nets.load_from_artifact(snapshot_student(run, tmp_path / "snap"), "G", kind="student")
+    assert torch.allclose(snap.state_dict()[w], state["G_ema"][w].half().float())
+    resumed = train_student(dataclasses.replace(student_config_from_run(run), iters=5), resume=run, progress=False)
+    after = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    # one more update: 0.5 * previous average + 0.5 * new raw weights (a restarted average would equal the raw)
+    expected = 0.5 * state["G_ema"][w] + 0.5 * after["G"][w]
+    assert torch.allclose(after["G_ema"][w], expected, atol=1e-6)
+    with pytest.raises(FacefxError, match="--ema"):
+        train_student(StudentConfig(**base, iters=1, ema=1.0), progress=False)
 
 
 def test_global_context_lets_a_corner_change_the_opposite_corner():
