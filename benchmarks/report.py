@@ -77,8 +77,8 @@ def speed_section(results: Path, link: str, models: Path | None = None) -> list[
             clip_note = own[rows.index(totals[0])]
             lines += [""] + ([f"_{clip_note}_", ""] if clip_note else [])
         if any(_label(r, shipped).endswith(EARLIER) for r in rows):
-            lines += [f"_{EARLIER.strip()}: timed on an earlier export of that file; the shipped file has the same "
-                      "network, operators and cost, but has not been timed on this machine._", ""]
+            lines += [f"_{EARLIER.strip()}: timed on an earlier export of that file, perhaps of another student (the MACs "
+                      "and params are that model's); the shipped file has not been timed on this machine._", ""]
         png = csv_path.with_suffix(".png")
         if png.is_file():
             lines += [f"![speed on {r0['device']}, {r0['date'][:10]}]({link}{png.name})", ""]
