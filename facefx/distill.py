@@ -557,7 +557,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             out_of_time = cfg.max_minutes and (now - t0) / 60 >= cfg.max_minutes
             if now - last_ckpt > cfg.checkpoint_minutes * 60 or out_of_time:
                 _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + now - t0,
-                                    metrics, macs, params, teacher_feat, ema_G)
+                                    metrics, macs, params, teacher_feat, shipped)
                 last_ckpt = now
             if out_of_time:
                 break
@@ -569,7 +569,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     if not metrics or step % cfg.eval_every:
         metrics = evaluate_student(shipped, test)
     _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + time.time() - t0,
-                        metrics, macs, params, teacher_feat, ema_G)
+                        metrics, macs, params, teacher_feat, shipped)
     print(f"step {step}/{cfg.iters}: {metrics}; run folder {run}")
     return run
 
@@ -613,17 +613,19 @@ def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,
                         elapsed: float, metrics: dict, macs: int, params: int,
-                        teacher_feat: TeacherFeatureLoss | None = None, ema_G: nn.Module | None = None) -> None:
+                        teacher_feat: TeacherFeatureLoss | None = None, shipped: nn.Module | None = None) -> None:
+    """shipped: the generator saved as G.safetensors (a moving average of netG's weights, or netG itself)."""
+    shipped = netG if shipped is None else shipped
     buf = io.BytesIO()
     state = {"G": netG.state_dict(), "D": netD.state_dict(), "opt_G": opt_G.state_dict(),
              "opt_D": opt_D.state_dict(), "step": step, "elapsed_s": elapsed}
     if teacher_feat is not None:  # training-only 1x1 adapters, kept for --resume
         state["adapters"] = teacher_feat.adapters.state_dict()
-    if ema_G is not None:  # "G" stays the raw weights that training resumes from
-        state["G_ema"] = ema_G.module.state_dict()
+    if shipped is not netG:  # "G" stays the raw weights that training resumes from
+        state["G_ema"] = shipped.state_dict()
     torch.save(state, buf)
     atomic_write_bytes(run / "checkpoint.pt", buf.getvalue())
-    nets.save_weights(ema_G.module if ema_G is not None else netG, run / "G.safetensors")
+    nets.save_weights(shipped, run / "G.safetensors")
     size = int(pairs_m["resolution"])
     manifest = new_manifest(
         "student", effect=pairs_m["effect"], parent=cfg.pairs, network={"G": cfg.generator_spec()},
