@@ -12,6 +12,8 @@ Outputs (benchmarks/results/):
   quality_<effect>.json        judge before/after (age: mean shift and histogram; gender: flip rate; style: anime
                                rate), detail preservation (Laplacian-variance ratio, PSNR outside the face),
                                student-vs-teacher and int8-vs-fp32 fidelity (PSNR/SSIM), temporal flicker,
+                               shift stability (PSNR of the output of a face shifted by one teacher pixel against
+                               the output shifted),
                                with --kid: KID vs the teacher's outputs and vs the target domain's held-out faces
   quality_<effect>.png         contact sheet: input | teacher | student | int8, judge values on each cell
   quality_<effect>_hist.png    judge score distributions before and after
@@ -94,6 +96,29 @@ def flicker(clip_in: np.ndarray, clip_out: np.ndarray) -> float:
     d_in = np.abs(np.diff(clip_in.astype(np.float32), axis=0)).mean()
     d_out = np.abs(np.diff(clip_out.astype(np.float32), axis=0)).mean()
     return float(d_out / max(d_in, 1e-6))
+
+
+def shift_image(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(N, S, S, 3) images with their content moved down dy and right dx pixels, borders replicated."""
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    s = images.shape[1]
+    return padded[:, pad - dy: pad - dy + s, pad - dx: pad - dx + s]
+
+
+def shift_stability(fn: "Runner", inputs: np.ndarray, px: int, border: int) -> float:
+    """Mean PSNR (dB) between fn(shift(x)) and shift(fn(x)) over a shift of px pixels right and one down, the crop
+    less a border: high when a model moves its strokes with the face, low when it redraws them."""
+    from facefx.metrics import psnr
+
+    out = fn(inputs)
+    inner = (slice(None), slice(border, -border), slice(border, -border))
+    ps = []
+    for dy, dx in ((0, px), (px, 0)):
+        a = fn(shift_image(inputs, dy, dx))[inner].astype(np.float32) / 127.5
+        b = shift_image(out, dy, dx)[inner].astype(np.float32) / 127.5
+        ps += [min(psnr(x, y), 99.0) for x, y in zip(a, b)]
+    return float(np.mean(ps))
 
 
 # ---- the models ---------------------------------------------------------------------------------------------
@@ -348,14 +373,20 @@ def measure(args) -> dict:
     # ---- temporal flicker on a synthetic slow drift of a few held-out faces
     clip_idx = np.unique(np.linspace(0, len(inputs) - 1, min(args.flicker_faces, len(inputs))).round().astype(int))
     clips = [drift_clip(inputs[i], args.flicker_frames) for i in clip_idx]
+    # ---- shift stability: one teacher pixel of shift (the teacher works at 128 px) on some held-out faces
+    shift_px = max(1, size // int(teacher_m["resolution"])) if teacher_m else max(1, size // 128)
+    shift_faces = inputs[np.unique(np.linspace(0, len(inputs) - 1, min(args.shift_faces, len(inputs))).round().astype(int))]
     for name, fn in runners.items():
         flick = [flicker(c, fn(c)) for c in clips]
+        stability = shift_stability(fn, shift_faces, shift_px, border=size // 16)
         result["models"][name] = {
             "judge": judge_stats(effect, direction, scores["input"], scores[name]),
             "detail": detail_stats(inputs, outputs[name], region),
             "flicker": {"ratio_mean": rounded(np.mean(flick), 3), "ratio_max": rounded(np.max(flick), 3),
                         "faces": len(clips), "frames": args.flicker_frames,
                         "motion": "0.5 px/frame drift at 256 px, 0.08 deg/frame turn, 0.1%/frame zoom"},
+            "shift_stability": {"psnr_db": rounded(stability), "shift_px": shift_px, "faces": len(shift_faces),
+                                "border_px": size // 16},
         }
     for a, b in (("student", "teacher"), ("fp32", "teacher"), ("int8", "teacher"), ("int8", "fp32"),
                  ("fp32", "student")):
@@ -399,8 +430,9 @@ def summary_lines(result: dict) -> list[str]:
         else:
             what = f"anime rate {j['anime_rate_before']} -> {j['anime_rate_after']}"
         d, f = m["detail"], m["flicker"]
+        shift = m.get("shift_stability", {}).get("psnr_db")
         lines.append(f"  {name:<8} {what}; sharpness x{d['sharpness_ratio_median']}, PSNR outside face "
-                     f"{d['psnr_outside_face_db']} dB, flicker x{f['ratio_mean']}")
+                     f"{d['psnr_outside_face_db']} dB, flicker x{f['ratio_mean']}, shift stability {shift} dB")
     for k, v in result["fidelity"].items():
         lines.append(f"  {k}: PSNR {v['psnr_db']} dB, SSIM {v['ssim']}")
     for group, figs in result.get("kid", {}).items():
@@ -427,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--judges", type=Path, default=None, help="judges folder [judges/]")
     ap.add_argument("--flicker-faces", type=int, default=4, help="faces in the flicker test [4]")
     ap.add_argument("--flicker-frames", type=int, default=24, help="frames per flicker clip [24]")
+    ap.add_argument("--shift-faces", type=int, default=96, help="faces in the shift-stability test [96]")
     ap.add_argument("--sheet-rows", type=int, default=8, help="faces on the contact sheet [8]")
     ap.add_argument("--kid", action="store_true", help="also KID against the teacher and the target domain "
                     "(the FID Inception network: pip install -e \".[fid]\"; a few minutes on a CPU)")

@@ -56,6 +56,10 @@ class TeacherConfig:
     beta1: float = 0.5
     lambda_cycle: float = 10.0
     lambda_idt: float = 0.5  # times lambda_cycle
+    # Shift equivariance: G(shift(x)) should equal shift(G(x)). A stride-2 ResNet generator is equivariant only
+    # to shifts by multiples of 4 px and may redraw its strokes under a 1-3 px shift; a student distilled from
+    # pairs of shifted faces then learns an average of those redrawings.
+    lambda_shift: float = 0.0
     pool: int = 50
     device: str = "cpu"
     bf16: bool = True
@@ -144,14 +148,34 @@ def _autocast(cfg: TeacherConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
+def shift_image(x: torch.Tensor, dy: int, dx: int, pad: int = 4) -> torch.Tensor:
+    """x with its content moved down dy and right dx pixels (|dy|, |dx| <= pad), borders replicated."""
+    h, w = x.shape[-2:]
+    xp = nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+    return xp[..., pad - dy: pad - dy + h, pad - dx: pad - dx + w]
+
+
+def shift_consistency(G: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: random.Random,
+                      max_shift: int = 3, margin: int = 8) -> torch.Tensor:
+    """L1 between G(shift(x)) and shift(y), y = G(x), away from the border (where replication differs), for one
+    random shift of 1 to max_shift pixels that is not a multiple of the generator's stride 4."""
+    dy, dx = 0, 0
+    while dy == 0 and dx == 0:
+        dy, dx = rng.randint(-max_shift, max_shift), rng.randint(-max_shift, max_shift)
+    y_shifted = G(shift_image(x, dy, dx))
+    inner = (..., slice(margin, -margin), slice(margin, -margin))
+    return nn.functional.l1_loss(y_shifted[inner].float(), shift_image(y, dy, dx)[inner].float())
+
+
 def train_step(model: CycleGAN, G_A: nn.Module, G_B: nn.Module, D_A: nn.Module, D_B: nn.Module,
                real_A: torch.Tensor, real_B: torch.Tensor, pools: tuple[ImagePool, ImagePool],
-               cfg: TeacherConfig, device: torch.device) -> dict[str, float]:
+               cfg: TeacherConfig, device: torch.device, rng: random.Random | None = None) -> dict[str, float]:
     """One CycleGAN iteration: generators first (discriminators frozen), then both discriminators.
 
     G_A/G_B/D_A/D_B may be DDP wrappers of model's nets; the frozen-D pass uses the bare modules.
     """
     lam_c, lam_i = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_idt
+    rng = rng or random.Random(0)
     # ---- generators
     for d in (model.netD_A, model.netD_B):
         d.requires_grad_(False)
@@ -164,12 +188,17 @@ def train_step(model: CycleGAN, G_A: nn.Module, G_B: nn.Module, D_A: nn.Module, 
         idt_B = G_B(real_A)
         loss_G_A = lsgan(model.netD_A(fake_B), True)
         loss_G_B = lsgan(model.netD_B(fake_A), True)
+        if cfg.lambda_shift:
+            loss_shift = cfg.lambda_shift * (shift_consistency(G_A, real_A, fake_B, rng)
+                                             + shift_consistency(G_B, real_B, fake_A, rng))
+        else:
+            loss_shift = torch.zeros((), device=device)
     l1 = nn.functional.l1_loss
     loss_cycle_A = l1(rec_A.float(), real_A) * lam_c
     loss_cycle_B = l1(rec_B.float(), real_B) * lam_c
     loss_idt_A = l1(idt_A.float(), real_B) * lam_i
     loss_idt_B = l1(idt_B.float(), real_A) * lam_i
-    loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+    loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B + loss_shift
     model.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     model.opt_G.step()
@@ -185,7 +214,7 @@ def train_step(model: CycleGAN, G_A: nn.Module, G_B: nn.Module, D_A: nn.Module, 
     (loss_D_A + loss_D_B).backward()
     model.opt_D.step()
     losses = dict(G_A=loss_G_A, G_B=loss_G_B, cycle_A=loss_cycle_A, cycle_B=loss_cycle_B, idt_A=loss_idt_A,
-                  idt_B=loss_idt_B, D_A=loss_D_A, D_B=loss_D_B)
+                  idt_B=loss_idt_B, D_A=loss_D_A, D_B=loss_D_B, shift=loss_shift)
     return {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -281,6 +310,7 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
     G_A, G_B = ddp.wrap(model.netG_A, cfg.device), ddp.wrap(model.netG_B, cfg.device)
     D_A, D_B = ddp.wrap(model.netD_A, cfg.device), ddp.wrap(model.netD_B, cfg.device)
     pools = (ImagePool(cfg.pool, random.Random(seed)), ImagePool(cfg.pool, random.Random(seed + 1)))
+    shift_rng = random.Random(seed + 2)
 
     # ---- train
     t0 = time.time()
@@ -303,7 +333,7 @@ def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, p
             if cfg.channels_last:
                 real_A = real_A.contiguous(memory_format=torch.channels_last)
                 real_B = real_B.contiguous(memory_format=torch.channels_last)
-            losses = train_step(model, G_A, G_B, D_A, D_B, real_A, real_B, pools, cfg, device)
+            losses = train_step(model, G_A, G_B, D_A, D_B, real_A, real_B, pools, cfg, device, shift_rng)
             if not all(math.isfinite(v) for v in losses.values()):
                 raise FacefxError(f"loss became non-finite at step {step} ({losses}); resume from the last "
                                   "checkpoint with a lower --lr")

@@ -307,6 +307,7 @@ def test_quality_json_has_every_measure_for_every_model(quality_run):
         assert sum(j["hist_after"]) == 4
         assert {"sharpness_ratio_median", "psnr_outside_face_db"} <= set(m["detail"])
         assert m["flicker"]["ratio_mean"] > 0
+        assert 0 < m["shift_stability"]["psnr_db"] <= 99 and m["shift_stability"]["shift_px"] >= 1
     assert {"student_vs_teacher", "int8_vs_fp32", "fp32_vs_student"} <= set(q["fidelity"])
     # fp32 ONNX is the student exported: near-identical outputs.
     assert q["fidelity"]["fp32_vs_student"]["psnr_db"] > 40
@@ -318,6 +319,16 @@ def test_quality_writes_a_four_column_contact_sheet(quality_run, tiny_effect):
     sheet = cv2.imread(str(tiny_effect["root"] / "results" / quality_run["files"]["sheet"]))
     assert sheet is not None and sheet.shape[1] > 3.5 * sheet.shape[0] / 4  # input | teacher | student | int8
     assert (tiny_effect["root"] / "results" / quality_run["files"]["histogram"]).is_file()
+
+
+def test_shift_stability_is_perfect_for_a_pointwise_effect_and_low_for_one_tied_to_pixel_positions():
+    quality = _script("quality")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    assert quality.shift_image(faces, 1, 2)[:, 5, 6].tolist() == faces[:, 4, 4].tolist()
+    assert quality.shift_stability(lambda x: 255 - x, faces, 2, border=4) == 99.0  # moves with the face
+    grid = (np.indices((64, 64)).sum(0) % 4 == 0)[None, :, :, None]  # strokes fixed to the crop, not the face
+    assert quality.shift_stability(lambda x: np.where(grid, 0, x).astype(np.uint8), faces, 2, border=4) < 20
 
 
 def test_gender_and_style_judge_figures(tiny_judges):

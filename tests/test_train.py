@@ -14,7 +14,8 @@ import torch
 
 from conftest import REPO
 from facefx import nets
-from facefx.cyclegan import TeacherConfig, config_from_run, load_generator, lr_factor, snapshot, train_teacher
+from facefx.cyclegan import (TeacherConfig, config_from_run, load_generator, lr_factor, shift_consistency, shift_image,
+                             snapshot, train_teacher)
 from facefx.manifest import read_manifest
 
 
@@ -38,6 +39,23 @@ def test_few_iterations_give_finite_losses_and_change_weights(tmp_path, faces_ar
     assert (run / "samples" / "step_000006.png").is_file()
     assert manifest["progress"]["step"] == 6 and manifest["network"]["G_AB"]["ngf"] == 4
     assert manifest["crop"]["size"] == 32
+
+
+def test_shift_loss_is_zero_for_a_shift_equivariant_map_and_positive_for_a_strided_one(tmp_path, faces_artifact):
+    import random
+
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(shift_image(x, 1, 2)[..., 5, 6], x[..., 4, 4])  # content moved down 1, right 2
+    blur = torch.nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")  # stride 1: moves with its input
+    assert shift_consistency(blur, x, blur(x), random.Random(0)).item() < 1e-6
+    # Stride 2 then nearest upsampling: equivariant only to even shifts, the aliasing a stride-2 generator has.
+    strided = torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Upsample(scale_factor=2))
+    rng = random.Random(0)
+    assert sum(shift_consistency(strided, x, strided(x), rng).item() for _ in range(8)) > 0.01
+    run = train_teacher(tiny_cfg(faces_artifact, tmp_path, lambda_shift=1.0, iters=2), progress=False)
+    header, row = (run / "losses.csv").read_text().splitlines()[:2]
+    assert float(row.split(",")[header.split(",").index("shift")]) > 0
+    assert read_manifest(run)["config"]["lambda_shift"] == 1.0
 
 
 def test_resume_continues_at_same_step_and_learning_rate(tmp_path, faces_artifact):
