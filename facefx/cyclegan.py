@@ -473,11 +473,31 @@ def snapshot(run: str | os.PathLike, dest: str | os.PathLike, judge: bool = True
     manifest = read_manifest(run, kind="teacher")
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     names = [f.removesuffix(".safetensors") for f in SNAPSHOT_FILES]
+    manifest["lineage"] = teacher_lineage(manifest)
     nets.save_snapshot(dest, manifest, {n: (manifest["network"][n], state[n]) for n in names}, source=run)
     if judge:  # measured on the snapshot as committed (fp16 weights)
         manifest.setdefault("metrics", {})["judge"] = judge_teacher(dest, manifest)
         write_manifest(dest, manifest)
     return dest
+
+
+def teacher_lineage(manifest: dict) -> list[dict]:
+    """How a teacher came to be, oldest first: the lineage of the teacher it was warm-started from (--init), when
+    that folder is readable here, then this run (its command, iterations, batch, time and device)."""
+    cfg, prog = manifest.get("config", {}), manifest.get("progress", {})
+    this = {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
+            "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
+            "seconds": prog.get("elapsed_s"), "where": cfg.get("device"),
+            "losses": {k: cfg.get(k) for k in ("lambda_cycle", "lambda_idt", "lambda_shift") if k in cfg}}
+    earlier: list[dict] = []
+    if cfg.get("init"):
+        try:
+            parent = read_manifest(cfg["init"], kind="teacher")
+            earlier = parent.get("lineage") or [{"stage": str(cfg["init"]), "command": parent.get("command"),
+                                                 "iters": parent.get("progress", {}).get("step")}]
+        except FacefxError:
+            earlier = [{"stage": str(cfg["init"]), "note": "not readable when this snapshot was made"}]
+    return earlier + [this]
 
 
 def judge_teacher(folder: str | os.PathLike, manifest: dict) -> dict:

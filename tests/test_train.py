@@ -130,6 +130,9 @@ def test_init_warm_starts_a_new_run_from_a_teacher_snapshot(tmp_path, faces_arti
     snap = snapshot(first, tmp_path / "snap", judge=False)
     run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=0, init=str(snap)), progress=False)
     assert run != first and read_manifest(run)["progress"]["step"] == 0
+    lineage = read_manifest(snapshot(run, tmp_path / "snap2", judge=False))["lineage"]  # where it came from
+    assert [s["stage"] for s in lineage] == ["trained from scratch", f"warm start from {snap}"]
+    assert lineage[0]["iters"] == 2 and lineage[1]["iters"] == 0
     for direction in ("AB", "BA"):
         warm, _ = load_generator(run, direction)
         old, _ = load_generator(snap, direction)
