@@ -99,19 +99,20 @@ def flicker(clip_in: np.ndarray, clip_out: np.ndarray) -> float:
 
 
 def shift_image(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """(N, S, S, 3) images with their content moved down dy and right dx pixels, borders replicated."""
-    pad = max(abs(dy), abs(dx))
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    s = images.shape[1]
-    return padded[:, pad - dy: pad - dy + s, pad - dx: pad - dx + s]
+    """(N, S, S, 3) uint8 images shifted as the teachers' shift loss shifts them (facefx.cyclegan.shift_image)."""
+    import torch
+
+    from facefx.cyclegan import shift_image as shift_nchw
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return shift_nchw(x.float(), dy, dx, pad=max(abs(dy), abs(dx))).permute(0, 2, 3, 1).to(torch.uint8).numpy()
 
 
-def shift_stability(fn: "Runner", inputs: np.ndarray, px: int, border: int) -> float:
-    """Mean PSNR (dB) between fn(shift(x)) and shift(fn(x)) over a shift of px pixels right and one down, the crop
-    less a border: high when a model moves its strokes with the face, low when it redraws them."""
+def shift_stability(fn: "Runner", inputs: np.ndarray, out: np.ndarray, px: int, border: int) -> float:
+    """Mean PSNR (dB) between fn(shift(x)) and shift(out), out = fn(inputs), over a shift of px pixels right and
+    one down, the crop less a border: high when a model moves its strokes with the face, low when it redraws them."""
     from facefx.metrics import psnr
 
-    out = fn(inputs)
     inner = (slice(None), slice(border, -border), slice(border, -border))
     ps = []
     for dy, dx in ((0, px), (px, 0)):
@@ -375,17 +376,17 @@ def measure(args) -> dict:
     clips = [drift_clip(inputs[i], args.flicker_frames) for i in clip_idx]
     # ---- shift stability: one teacher pixel of shift (the teacher works at 128 px) on some held-out faces
     shift_px = max(1, size // int(teacher_m["resolution"])) if teacher_m else max(1, size // 128)
-    shift_faces = inputs[np.unique(np.linspace(0, len(inputs) - 1, min(args.shift_faces, len(inputs))).round().astype(int))]
+    shift_idx = np.unique(np.linspace(0, len(inputs) - 1, min(args.shift_faces, len(inputs))).round().astype(int))
     for name, fn in runners.items():
         flick = [flicker(c, fn(c)) for c in clips]
-        stability = shift_stability(fn, shift_faces, shift_px, border=size // 16)
+        stability = shift_stability(fn, inputs[shift_idx], outputs[name][shift_idx], shift_px, border=size // 16)
         result["models"][name] = {
             "judge": judge_stats(effect, direction, scores["input"], scores[name]),
             "detail": detail_stats(inputs, outputs[name], region),
             "flicker": {"ratio_mean": rounded(np.mean(flick), 3), "ratio_max": rounded(np.max(flick), 3),
                         "faces": len(clips), "frames": args.flicker_frames,
                         "motion": "0.5 px/frame drift at 256 px, 0.08 deg/frame turn, 0.1%/frame zoom"},
-            "shift_stability": {"psnr_db": rounded(stability), "shift_px": shift_px, "faces": len(shift_faces),
+            "shift_stability": {"psnr_db": rounded(stability), "shift_px": shift_px, "faces": len(shift_idx),
                                 "border_px": size // 16},
         }
     for a, b in (("student", "teacher"), ("fp32", "teacher"), ("int8", "teacher"), ("int8", "fp32"),
@@ -430,7 +431,7 @@ def summary_lines(result: dict) -> list[str]:
         else:
             what = f"anime rate {j['anime_rate_before']} -> {j['anime_rate_after']}"
         d, f = m["detail"], m["flicker"]
-        shift = m.get("shift_stability", {}).get("psnr_db")
+        shift = m["shift_stability"]["psnr_db"]
         lines.append(f"  {name:<8} {what}; sharpness x{d['sharpness_ratio_median']}, PSNR outside face "
                      f"{d['psnr_outside_face_db']} dB, flicker x{f['ratio_mean']}, shift stability {shift} dB")
     for k, v in result["fidelity"].items():

@@ -169,13 +169,13 @@ def shift_consistency(G: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: rando
 
 def train_step(model: CycleGAN, G_A: nn.Module, G_B: nn.Module, D_A: nn.Module, D_B: nn.Module,
                real_A: torch.Tensor, real_B: torch.Tensor, pools: tuple[ImagePool, ImagePool],
-               cfg: TeacherConfig, device: torch.device, rng: random.Random | None = None) -> dict[str, float]:
-    """One CycleGAN iteration: generators first (discriminators frozen), then both discriminators.
+               cfg: TeacherConfig, device: torch.device, rng: random.Random) -> dict[str, float]:
+    """One CycleGAN iteration: generators first (discriminators frozen), then both discriminators. rng draws the
+    shifts of the shift-equivariance loss.
 
     G_A/G_B/D_A/D_B may be DDP wrappers of model's nets; the frozen-D pass uses the bare modules.
     """
     lam_c, lam_i = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_idt
-    rng = rng or random.Random(0)
     # ---- generators
     for d in (model.netD_A, model.netD_B):
         d.requires_grad_(False)

@@ -326,9 +326,11 @@ def test_shift_stability_is_perfect_for_a_pointwise_effect_and_low_for_one_tied_
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     assert quality.shift_image(faces, 1, 2)[:, 5, 6].tolist() == faces[:, 4, 4].tolist()
-    assert quality.shift_stability(lambda x: 255 - x, faces, 2, border=4) == 99.0  # moves with the face
+    invert = lambda x: 255 - x  # noqa: E731
+    assert quality.shift_stability(invert, faces, invert(faces), 2, border=4) == 99.0  # moves with the face
     grid = (np.indices((64, 64)).sum(0) % 4 == 0)[None, :, :, None]  # strokes fixed to the crop, not the face
-    assert quality.shift_stability(lambda x: np.where(grid, 0, x).astype(np.uint8), faces, 2, border=4) < 20
+    pattern = lambda x: np.where(grid, 0, x).astype(np.uint8)  # noqa: E731
+    assert quality.shift_stability(pattern, faces, pattern(faces), 2, border=4) < 20
 
 
 def test_gender_and_style_judge_figures(tiny_judges):
