@@ -59,13 +59,23 @@ def summarize_ms(times: Sequence[float]) -> dict:
 
 
 # ---- the machine ------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo, macOS sysctl), else platform.processor()."""
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo, macOS sysctl), else platform.processor().
+
+    Where the name carries no model number (some cloud CPUs report just "AMD EPYC"), the family and model numbers
+    are appended, so two CPU generations of one name keep separate benchmark files (speeds differ by up to 2x).
+    cpuinfo: /proc/cpuinfo's text (read when None).
+    """
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
         m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
         if m:
-            return m.group(1).strip()
+            name = m.group(1).strip()
+            family = re.search(r"^cpu family\s*:\s*(\d+)", text, re.M)
+            model = re.search(r"^model\s*:\s*(\d+)", text, re.M)
+            if not re.search(r"\d", name) and family and model:
+                name += f" family {family.group(1)} model {model.group(1)}"
+            return name
     except OSError:
         pass
     if platform.system() == "Darwin":

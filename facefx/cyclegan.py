@@ -60,6 +60,11 @@ class TeacherConfig:
     # to shifts by multiples of 4 px and may redraw its strokes under a 1-3 px shift; a student distilled from
     # pairs of shifted faces then learns an average of those redrawings.
     lambda_shift: float = 0.0
+    # The same loss for small rotations and scale changes too (uniform in +-shift_rotate degrees and a scale factor in
+    # 1 +- shift_scale, with a sub-pixel shift, bilinear resampling): the pairs' webcam augmentation rotates and
+    # rescales faces, and the teacher redraws its strokes under those as under shifts. 0 and 0: integer shifts only.
+    shift_rotate: float = 0.0
+    shift_scale: float = 0.0
     pool: int = 50
     device: str = "cpu"
     bf16: bool = True
@@ -155,15 +160,44 @@ def shift_image(x: torch.Tensor, dy: int, dx: int, pad: int = 4) -> torch.Tensor
     return xp[..., pad - dy: pad - dy + h, pad - dx: pad - dx + w]
 
 
+def warp_image(x: torch.Tensor, angle_deg: float, scale: float, dy: float, dx: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """x rotated by angle_deg and scaled by `scale` about its centre, then moved down dy and right dx pixels
+    (bilinear, borders replicated), and a (1, 1, H, W) mask of the pixels sampled from inside x."""
+    h, w = x.shape[-2:]
+    a = math.radians(angle_deg)
+    # affine_grid maps output coordinates to input ones (normalized to [-1, 1]): the inverse of the warp.
+    c, s = math.cos(a) / scale, math.sin(a) / scale
+    tx, ty = -2 * dx / w, -2 * dy / h
+    theta = torch.tensor([[c, s, c * tx + s * ty], [-s, c, -s * tx + c * ty]], dtype=torch.float32, device=x.device)
+    grid = nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+    warped = nn.functional.grid_sample(x.float(), grid.expand(len(x), -1, -1, -1), mode="bilinear",
+                                       padding_mode="border", align_corners=False).to(x.dtype)
+    inside = nn.functional.grid_sample(torch.ones(1, 1, h, w, device=x.device), grid, mode="bilinear",
+                                       padding_mode="zeros", align_corners=False) > 0.999
+    return warped, inside
+
+
 def shift_consistency(G: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: random.Random,
-                      max_shift: int = 3, margin: int = 8) -> torch.Tensor:
-    """L1 between G(shift(x)) and shift(y), y = G(x), away from the border (where replication differs), for one
-    random shift of 1 to max_shift pixels that is not a multiple of the generator's stride 4."""
+                      max_shift: int = 3, margin: int = 8, rotate: float = 0.0, scale: float = 0.0) -> torch.Tensor:
+    """L1 between G(T(x)) and T(y), y = G(x), away from the border (where replication differs).
+
+    T: one random shift of 1 to max_shift pixels that is not a multiple of the generator's stride 4; with rotate or
+    scale, a random similarity instead (rotation in +-rotate degrees, scale in 1 +- scale, shift in +-max_shift px,
+    bilinear), compared only where T sampled inside the image.
+    """
+    inner = (..., slice(margin, -margin), slice(margin, -margin))
+    if rotate or scale:
+        params = (rng.uniform(-rotate, rotate), 1 + rng.uniform(-scale, scale),
+                  rng.uniform(-max_shift, max_shift), rng.uniform(-max_shift, max_shift))
+        x_t, inside = warp_image(x, *params)
+        y_t, _ = warp_image(y, *params)
+        weight = inside[inner].float()
+        diff = (G(x_t)[inner].float() - y_t[inner].float()).abs() * weight
+        return diff.sum() / (weight.sum() * diff.shape[0] * diff.shape[1]).clamp_min(1)
     dy, dx = 0, 0
     while dy == 0 and dx == 0:
         dy, dx = rng.randint(-max_shift, max_shift), rng.randint(-max_shift, max_shift)
     y_shifted = G(shift_image(x, dy, dx))
-    inner = (..., slice(margin, -margin), slice(margin, -margin))
     return nn.functional.l1_loss(y_shifted[inner].float(), shift_image(y, dy, dx)[inner].float())
 
 
@@ -189,8 +223,9 @@ def train_step(model: CycleGAN, G_A: nn.Module, G_B: nn.Module, D_A: nn.Module, 
         loss_G_A = lsgan(model.netD_A(fake_B), True)
         loss_G_B = lsgan(model.netD_B(fake_A), True)
         if cfg.lambda_shift:
-            loss_shift = cfg.lambda_shift * (shift_consistency(G_A, real_A, fake_B, rng)
-                                             + shift_consistency(G_B, real_B, fake_A, rng))
+            warp = dict(rotate=cfg.shift_rotate, scale=cfg.shift_scale)
+            loss_shift = cfg.lambda_shift * (shift_consistency(G_A, real_A, fake_B, rng, **warp)
+                                             + shift_consistency(G_B, real_B, fake_A, rng, **warp))
         else:
             loss_shift = torch.zeros((), device=device)
     l1 = nn.functional.l1_loss
@@ -488,7 +523,8 @@ def teacher_lineage(manifest: dict) -> list[dict]:
     this = {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
             "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
             "seconds": prog.get("elapsed_s"), "where": cfg.get("device"),
-            "losses": {k: cfg.get(k) for k in ("lambda_cycle", "lambda_idt", "lambda_shift") if k in cfg}}
+            "losses": {k: cfg.get(k) for k in ("lambda_cycle", "lambda_idt", "lambda_shift", "shift_rotate", "shift_scale")
+                       if k in cfg}}
     earlier: list[dict] = []
     if cfg.get("init"):
         try:

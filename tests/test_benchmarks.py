@@ -20,7 +20,7 @@ import torch
 
 from conftest import REPO
 from facefx import nets
-from facefx.benchmark import RESULT_COLUMNS, append_results, read_results
+from facefx.benchmark import RESULT_COLUMNS, append_results, cpu_model, read_results
 from facefx.judges import judge_stats
 from facefx.crop import CropSpec
 from facefx.errors import FacefxError
@@ -239,6 +239,16 @@ def test_fps_renders_markdown_and_plot_of_the_latest_run(fps_run):
     assert "| student-age | pytorch | fp32 | 1 |" in md and "test-box.png" in md
     png = (fps_run / "test-box.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cpus_of_one_bare_name_but_two_generations_get_two_benchmark_names():
+    def cpuinfo(name: str, family: int) -> str:
+        return f"processor\t: 0\ncpu family\t: {family}\nmodel\t\t: 1\nmodel name\t: {name}\n"
+
+    assert cpu_model(cpuinfo("AMD EPYC", 25)) == "AMD EPYC family 25 model 1"
+    assert cpu_model(cpuinfo("AMD EPYC", 25)) != cpu_model(cpuinfo("AMD EPYC", 26))
+    named = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"  # a model number already tells generations apart
+    assert cpu_model(cpuinfo(named, 6)) == named
 
 
 def test_results_file_with_another_schema_is_refused(tmp_path):

@@ -15,7 +15,7 @@ import torch
 from conftest import REPO
 from facefx import nets
 from facefx.cyclegan import (TeacherConfig, config_from_run, load_generator, lr_factor, shift_consistency, shift_image,
-                             snapshot, train_teacher)
+                             snapshot, train_teacher, warp_image)
 from facefx.manifest import read_manifest
 
 
@@ -56,6 +56,27 @@ def test_shift_loss_is_zero_for_a_shift_equivariant_map_and_positive_for_a_strid
     header, row = (run / "losses.csv").read_text().splitlines()[:2]
     assert float(row.split(",")[header.split(",").index("shift")]) > 0
     assert read_manifest(run)["config"]["lambda_shift"] == 1.0
+
+
+def test_warp_loss_compares_rotated_and_rescaled_outputs_where_the_warp_saw_the_image():
+    import random
+
+    x = torch.rand(2, 3, 32, 32)
+    moved, inside = warp_image(x, 0.0, 1.0, 1, 2)  # no rotation or scaling: the integer shift, exactly
+    assert torch.allclose(moved[..., 3:, 3:], shift_image(x, 1, 2)[..., 3:, 3:], atol=1e-6)
+    assert not inside[..., 0, :].any() and inside[..., 3:, 3:].all()  # rows and columns moved in from outside
+    turned, _ = warp_image(x, 90.0, 1.0, 0, 0)
+    assert torch.allclose(turned, torch.rot90(x, -1, (-2, -1)), atol=1e-5)
+    warp = dict(rotate=8.0, scale=0.07)
+    pointwise = torch.nn.Conv2d(3, 3, 1)  # commutes with any resampling
+    assert shift_consistency(pointwise, x, pointwise(x), random.Random(0), **warp).item() < 1e-5
+    # An oriented 3x3 kernel (a horizontal edge filter) does not commute with rotation.
+    edge = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    with torch.no_grad():
+        edge.weight.zero_()
+        edge.weight[:, :, 1, 0], edge.weight[:, :, 1, 2] = -1, 1
+    rng = random.Random(0)
+    assert sum(shift_consistency(edge, x, edge(x), rng, **warp).item() for _ in range(4)) > 0.05
 
 
 def test_resume_continues_at_same_step_and_learning_rate(tmp_path, faces_artifact):

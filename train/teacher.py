@@ -42,6 +42,10 @@ def parse(argv: list[str] | None):
     ap.add_argument("--lambda-idt", type=float, default=d.lambda_idt, help="identity loss weight, times lambda-cycle")
     ap.add_argument("--lambda-shift", type=float, default=d.lambda_shift,
                     help="shift-equivariance loss weight: G(shift(x)) = shift(G(x)) for 1-3 px shifts (0: off)")
+    ap.add_argument("--shift-rotate", type=float, default=d.shift_rotate,
+                    help="the shift loss's transform also rotates by up to +-DEG degrees (as the pairs' augmentation)")
+    ap.add_argument("--shift-scale", type=float, default=d.shift_scale,
+                    help="the shift loss's transform also rescales by a factor in 1 +- S (as the pairs' augmentation)")
     ap.add_argument("--device", default=d.device, help="cpu or cuda")
     ap.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is faster on CPUs with AVX-512 BF16)")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                      "checkpoint_minutes": args.checkpoint_minutes}
         if args.channels_last is not None:  # a speed option, not the network
             overrides["channels_last"] = args.channels_last
-        for name in ("iters", "lr", "lambda_cycle", "lambda_idt", "lambda_shift"):
+        for name in ("iters", "lr", "lambda_cycle", "lambda_idt", "lambda_shift", "shift_rotate", "shift_scale"):
             if getattr(args, name) != ap.get_default(name):
                 overrides[name] = getattr(args, name)
         cfg = dataclasses.replace(cfg, **overrides)
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TeacherConfig(effect=args.effect, a=[str(p) for p in args.a], b=[str(p) for p in args.b], root=args.root,
                         size=args.size, ngf=args.ngf, n_blocks=args.n_blocks, ndf=args.ndf, batch=args.batch,
                         iters=args.iters, lr=args.lr, lambda_cycle=args.lambda_cycle, lambda_idt=args.lambda_idt,
-                        lambda_shift=args.lambda_shift,
+                        lambda_shift=args.lambda_shift, shift_rotate=args.shift_rotate, shift_scale=args.shift_scale,
                         device=args.device, bf16=not args.no_bf16, channels_last=bool(args.channels_last),
                         threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
                         sample_every=args.sample_every, max_minutes=args.max_minutes, seed=args.seed, desc=args.desc,
