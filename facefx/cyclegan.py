@@ -299,6 +299,12 @@ def _sample_sheet(model: CycleGAN, fixed_A: torch.Tensor, fixed_B: torch.Tensor,
 
 def train_teacher(cfg: TeacherConfig, resume: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Train (or resume) a teacher; returns the run folder. Stops at cfg.iters or after cfg.max_minutes."""
+    if (cfg.shift_rotate or cfg.shift_scale) and not cfg.lambda_shift:
+        raise FacefxError("--shift-rotate/--shift-scale shape the shift loss, which is off: add --lambda-shift W, "
+                          "e.g. 10")
+    if not (0 <= cfg.shift_rotate <= 45 and 0 <= cfg.shift_scale <= 0.5):
+        raise FacefxError(f"--shift-rotate {cfg.shift_rotate} / --shift-scale {cfg.shift_scale}: use 0 to 45 degrees "
+                          f"and 0 to 0.5 (the pairs' augmentation: 8 and 0.07)")
     ddp = _Dist(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -16,6 +16,7 @@ from conftest import REPO
 from facefx import nets
 from facefx.cyclegan import (TeacherConfig, config_from_run, load_generator, lr_factor, shift_consistency, shift_image,
                              snapshot, train_teacher, warp_image)
+from facefx.errors import FacefxError
 from facefx.manifest import read_manifest
 
 
@@ -77,6 +78,14 @@ def test_warp_loss_compares_rotated_and_rescaled_outputs_where_the_warp_saw_the_
         edge.weight[:, :, 1, 0], edge.weight[:, :, 1, 2] = -1, 1
     rng = random.Random(0)
     assert sum(shift_consistency(edge, x, edge(x), rng, **warp).item() for _ in range(4)) > 0.05
+
+
+def test_warp_options_without_the_shift_loss_or_out_of_range_are_refused(tmp_path, faces_artifact):
+    with pytest.raises(FacefxError, match="--lambda-shift"):
+        train_teacher(tiny_cfg(faces_artifact, tmp_path, shift_rotate=8.0), progress=False)
+    with pytest.raises(FacefxError, match="0 to 0.5"):
+        train_teacher(tiny_cfg(faces_artifact, tmp_path, lambda_shift=1.0, shift_scale=2.0), progress=False)
+    assert not list(tmp_path.rglob("manifest.json"))  # nothing written
 
 
 def test_resume_continues_at_same_step_and_learning_rate(tmp_path, faces_artifact):
@@ -145,7 +154,6 @@ def test_generator_rebuilt_from_manifest_gives_same_output(tmp_path, faces_artif
 def test_init_warm_starts_a_new_run_from_a_teacher_snapshot(tmp_path, faces_artifact):
     """--init: an earlier teacher's four networks, a new run at step 0 (new data and schedule); another network
     size is refused with one clear error."""
-    from facefx.errors import FacefxError
 
     first = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
     snap = snapshot(first, tmp_path / "snap", judge=False)
