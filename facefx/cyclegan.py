@@ -39,6 +39,10 @@ RELEASE_FILES = ("G_AB.safetensors", "G_BA.safetensors")
 SNAPSHOT_FILES = RELEASE_FILES + ("D_A.safetensors", "D_B.safetensors")
 
 
+# The loss settings a resumed run may change (train/teacher.py --resume) and a snapshot's lineage records per stage.
+LOSS_SETTINGS = ("lambda_cycle", "lambda_idt", "lambda_shift", "shift_rotate", "shift_scale")
+
+
 @dataclass
 class TeacherConfig:
     effect: str
@@ -529,8 +533,7 @@ def teacher_lineage(manifest: dict) -> list[dict]:
     this = {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
             "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
             "seconds": prog.get("elapsed_s"), "where": cfg.get("device"),
-            "losses": {k: cfg.get(k) for k in ("lambda_cycle", "lambda_idt", "lambda_shift", "shift_rotate", "shift_scale")
-                       if k in cfg}}
+            "losses": {k: cfg.get(k) for k in LOSS_SETTINGS if k in cfg}}
     earlier: list[dict] = []
     if cfg.get("init"):
         try:

@@ -62,7 +62,7 @@ def parse(argv: list[str] | None):
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    from facefx.cyclegan import TeacherConfig, config_from_run, snapshot, train_teacher
+    from facefx.cyclegan import LOSS_SETTINGS, TeacherConfig, config_from_run, snapshot, train_teacher
     from facefx.errors import FacefxError
 
     ap, args = parse(argv)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                      "checkpoint_minutes": args.checkpoint_minutes}
         if args.channels_last is not None:  # a speed option, not the network
             overrides["channels_last"] = args.channels_last
-        for name in ("iters", "lr", "lambda_cycle", "lambda_idt", "lambda_shift", "shift_rotate", "shift_scale"):
+        for name in ("iters", "lr", *LOSS_SETTINGS):
             if getattr(args, name) != ap.get_default(name):
                 overrides[name] = getattr(args, name)
         cfg = dataclasses.replace(cfg, **overrides)
