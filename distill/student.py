@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--d-scale", type=int, default=d.d_scale,
                     help="the discriminator judges (input, output) downscaled by this factor; with --internal-scale k, "
                          "k sees all of the student's change at 1/k^2 of the cost")
+    ap.add_argument("--ndf", type=int, default=d.ndf,
+                    help="discriminator width (channels of its first layer; a different width starts D afresh on --init)")
     ap.add_argument("--norm", choices=["batch", "none"], default=d.norm, help="normalization (folded at export)")
     ap.add_argument("--batch", type=int, default=d.batch, help="pairs per iteration")
     ap.add_argument("--iters", type=int, default=None,
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             raise FacefxError("pass --pairs PAIRS_FOLDER (from distill/pairs.py) or --resume RUN")
         cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
                             n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context,
-                            internal_scale=args.internal_scale, d_scale=args.d_scale,
+                            internal_scale=args.internal_scale, d_scale=args.d_scale, ndf=args.ndf,
                             batch=args.batch, iters=args.iters or d.iters, lr=args.lr,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             lambda_teacher_feat=args.lambda_teacher_feat, ema=args.ema,

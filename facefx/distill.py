@@ -589,10 +589,21 @@ def _warm_start(netG: nn.Module, netD: nn.Module, cfg: StudentConfig, device: to
     start fresh. The earlier student may be a run folder or a committed snapshot (students/<effect>)."""
     init = Path(cfg.init)
     init_m = read_manifest(init, kind="student")
-    if init_m.get("network", {}).get("G") != cfg.generator_spec():
-        raise FacefxError(f"--init {init}: its network {init_m.get('network', {}).get('G')} differs from this run's "
-                          f"{cfg.generator_spec()}; pass the same --widths/--n-blocks/--norm/--global-context or drop --init")
-    nets.load_weights(netG, init / "G.safetensors")
+    init_spec, spec = init_m.get("network", {}).get("G") or {}, cfg.generator_spec()
+    init_widths, widths = list(init_spec.get("widths", [])), list(spec["widths"])
+    if init_spec == spec:
+        nets.load_weights(netG, init / "G.safetensors")
+    elif ({**init_spec, "widths": widths} == spec and len(init_widths) == len(widths)
+          and all(a <= b for a, b in zip(init_widths, widths))):
+        # the same network, only wider: it starts out computing exactly what the earlier student did
+        from safetensors.torch import load_file
+
+        nets.widen_into(netG, load_file(str(init / "G.safetensors")))
+        print(f"--init {init}: widened from widths {init_widths} to {widths} (same output at the start)")
+    else:
+        raise FacefxError(f"--init {init}: its network {init_spec} differs from this run's {spec}; pass the same "
+                          f"--n-blocks/--norm/--global-context/--internal-scale and --widths at least as wide at "
+                          f"every level, or drop --init")
     if (init / "checkpoint.pt").is_file():
         netD.load_state_dict(torch.load(init / "checkpoint.pt", map_location=device, weights_only=True)["D"])
     elif (init / "D.safetensors").is_file() and init_m.get("network", {}).get("D") == cfg.discriminator_spec():

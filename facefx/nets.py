@@ -222,6 +222,35 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
+def widen_into(model: nn.Module, narrow_state: dict[str, torch.Tensor]) -> nn.Module:
+    """Load a narrower network's weights into `model` (same layers, every channel count >= the narrow one's) so
+    that `model` computes exactly what the narrow network did (Net2Net-style widening, Chen et al. 2016).
+
+    Each tensor's leading slice takes the narrow weights; a conv's weights from new input channels into old
+    output channels are zero, so old channels never see new ones, and the head's old outputs (the image) are
+    unchanged; new output channels keep their fresh initialization, so they carry signal and learn from the
+    first step. Lets a wider student warm-start from a trained narrower one instead of training from scratch.
+    """
+    state = model.state_dict()
+    if set(narrow_state) - set(state):
+        raise ValueError(f"cannot widen: layers missing from the wider network: {sorted(set(narrow_state) - set(state))}")
+    for name, new in state.items():
+        old = narrow_state.get(name)
+        if old is None or old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)):
+            raise ValueError(f"cannot widen {name}: {None if old is None else tuple(old.shape)} -> {tuple(new.shape)}")
+        old = old.to(new.dtype)
+        if old.dim() == 0:  # e.g. BatchNorm's num_batches_tracked
+            state[name] = old.clone()
+            continue
+        merged = new.clone()
+        if old.dim() == 4:  # conv weight (out, in, kh, kw): old outputs read no new input
+            merged[: old.shape[0]] = 0.0
+        merged[tuple(slice(0, s) for s in old.shape)] = old
+        state[name] = merged
+    model.load_state_dict(state)
+    return model
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -140,8 +140,35 @@ def test_student_warm_start_from_an_earlier_student(tiny_student_config):
     for (name, p0), (_, p1) in zip(g0.named_parameters(), g1.named_parameters()):
         assert torch.equal(p0, p1), name
     assert m1["config"]["init"] == str(first)
-    with pytest.raises(FacefxError, match="--init"):
-        train_student(StudentConfig(**{**base, "widths": (4, 16)}, iters=1, init=str(first)), progress=False)
+    for other in ({"widths": (4, 4)}, {"n_blocks": 2}):  # narrower, or another depth: refused
+        with pytest.raises(FacefxError, match="--init"):
+            train_student(StudentConfig(**{**base, **other}, iters=1, init=str(first)), progress=False)
+    # wider at some level: the earlier weights fill the leading channels
+    wide = train_student(StudentConfig(**{**base, "widths": (6, 8)}, iters=1, lr=0.0, init=str(first)), progress=False)
+    g2, _ = nets.load_from_artifact(wide, "G", kind="student")
+    for (name, p0), (_, p2) in zip(g0.named_parameters(), g2.named_parameters()):
+        assert torch.equal(p0, p2[tuple(slice(0, n) for n in p0.shape)]), name
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_widened_student_computes_what_the_narrow_one_did(mode):
+    """nets.widen_into: a wider student warm-started from a narrower one gives the same image at the start."""
+    torch.manual_seed(0)
+    narrow = nets.StudentGenerator((8, 16, 32), n_blocks=1, global_context=True, internal_scale=2)
+    for p in narrow.parameters():  # every weight non-zero, the head included, so nothing hides behind a zero
+        torch.nn.init.normal_(p, std=0.1)
+    for m in narrow.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 2.0)
+    wide = nets.widen_into(nets.StudentGenerator((12, 16, 40), n_blocks=1, global_context=True, internal_scale=2),
+                           narrow.state_dict())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    narrow.train(mode == "train"), wide.train(mode == "train")
+    with torch.no_grad():
+        assert torch.allclose(narrow(x), wide(x), atol=1e-6)
+        assert not torch.allclose(narrow(x), x, atol=1e-2)  # the narrow net really changes its input
+    with pytest.raises(ValueError, match="cannot widen"):
+        nets.widen_into(nets.StudentGenerator((4, 16, 32), n_blocks=1), narrow.state_dict())
 
 
 def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config):
