@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"total iterations; the lr decays over the second half (default {d.iters}; with --resume: "
                          "the run's own, or a new total that stretches or shortens its schedule)")
     ap.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    ap.add_argument("--lr-d-ratio", type=float, default=d.lr_d_ratio,
+                    help="the discriminator's learning rate as a multiple of --lr (two time-scale updates)")
     ap.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="L1-to-teacher weight")
     ap.add_argument("--lambda-fm", type=float, default=d.lambda_fm, help="discriminator feature-matching weight")
     ap.add_argument("--lambda-teacher-feat", type=float, default=d.lambda_teacher_feat,
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = StudentConfig(pairs=args.pairs, root=args.root, widths=tuple(int(w) for w in args.widths.split(",")),
                             n_blocks=args.n_blocks, norm=args.norm, global_context=args.global_context,
                             internal_scale=args.internal_scale, d_scale=args.d_scale, ndf=args.ndf,
-                            batch=args.batch, iters=args.iters or d.iters, lr=args.lr,
+                            batch=args.batch, iters=args.iters or d.iters, lr=args.lr, lr_d_ratio=args.lr_d_ratio,
                             lambda_l1=args.lambda_l1, lambda_fm=args.lambda_fm, lambda_gan=args.lambda_gan,
                             lambda_teacher_feat=args.lambda_teacher_feat, ema=args.ema,
                             bf16=not args.no_bf16, threads=args.threads, device=args.device,

@@ -262,6 +262,7 @@ class StudentConfig:
     batch: int = 8
     iters: int = 6000
     lr: float = 2e-4
+    lr_d_ratio: float = 1.0  # the discriminator's lr as a multiple of the generator's (two time-scale updates)
     beta1: float = 0.5
     lambda_l1: float = 100.0
     lambda_fm: float = 10.0  # discriminator feature matching (pix2pixHD): a perceptual loss with no pretrained net
@@ -437,6 +438,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
         raise FacefxError(f"--d-scale {cfg.d_scale}: the discriminator needs at least 32 px; use 1 to "
                           f"{max(1, size // 32)} for {size} px pairs")
     # ---- build networks
+    if cfg.lr_d_ratio <= 0:
+        raise FacefxError(f"--lr-d-ratio {cfg.lr_d_ratio}: pass a positive multiple of --lr (1: the same rate)")
     if not 0.0 <= cfg.ema < 1.0:
         raise FacefxError(f"--ema {cfg.ema}: pass a decay in [0, 1), e.g. 0.999 (0: off)")
     netG = nets.build(cfg.generator_spec()).to(device)
@@ -496,8 +499,10 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     restore_signals = interrupt_on_signals()  # `kill` saves and stops, like Ctrl+C
     try:
         while step < cfg.iters:
-            for g in opt_G.param_groups + opt_D.param_groups:
+            for g in opt_G.param_groups:
                 g["lr"] = lr_at(step)
+            for g in opt_D.param_groups:
+                g["lr"] = lr_at(step) * cfg.lr_d_ratio
             real_A, real_B = train.batch(rng.integers(0, len(train), cfg.batch), rng.random(cfg.batch) < 0.5)
             real_A, real_B = real_A.to(device), real_B.to(device)  # (B, 3, S, S) RGB [-1, 1]: input, teacher target
             # ---- generator: L1 to the teacher's target + feature matching + conditional GAN

@@ -216,6 +216,15 @@ def test_moving_average_generator_is_what_ships_and_survives_resume(tmp_path, ti
         train_student(StudentConfig(**base, iters=1, ema=1.0), progress=False)
 
 
+def test_discriminator_learning_rate_ratio(tiny_student_config):
+    """--lr-d-ratio K: the discriminator steps at K times the generator's rate; a non-positive K is refused."""
+    run = train_student(StudentConfig(**tiny_student_config, iters=2, lr=1e-4, lr_d_ratio=4.0), progress=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(4 * state["opt_G"]["param_groups"][0]["lr"])
+    with pytest.raises(FacefxError, match="--lr-d-ratio"):
+        train_student(StudentConfig(**tiny_student_config, iters=1, lr_d_ratio=0.0), progress=False)
+
+
 def test_global_context_lets_a_corner_change_the_opposite_corner():
     """Without the branch a 64 px student's output pixel sees only its neighbourhood; with it, the whole face (what a
     two-way effect needs to decide its direction). Earlier students' specs (no key) still build without it."""
