@@ -193,8 +193,8 @@ def shift_consistency(G: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: rando
     if rotate or scale:
         params = (rng.uniform(-rotate, rotate), 1 + rng.uniform(-scale, scale),
                   rng.uniform(-max_shift, max_shift), rng.uniform(-max_shift, max_shift))
-        x_t, inside = warp_image(x, *params)
-        y_t, _ = warp_image(y, *params)
+        both, inside = warp_image(torch.cat([x, y.to(x.dtype)]), *params)  # one grid and mask for input and output
+        x_t, y_t = both[: len(x)], both[len(x):]
         weight = inside[inner].float()
         diff = (G(x_t)[inner].float() - y_t[inner].float()).abs() * weight
         return diff.sum() / (weight.sum() * diff.shape[0] * diff.shape[1]).clamp_min(1)
