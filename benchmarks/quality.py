@@ -17,6 +17,8 @@ Outputs (benchmarks/results/):
                                with --kid: KID vs the teacher's outputs and vs the target domain's held-out faces
   quality_<effect>.png         contact sheet: input | teacher | student | int8, judge values on each cell
   quality_<effect>_hist.png    judge score distributions before and after
+  quality_<effect>_blind_*.png with --blind N: a blind A/B test (teacher and student in a random order per row;
+                               the key goes to artifacts/blind/, scored by --score-blind KEY --guesses LR...)
   (--direction BA writes quality_<effect>_BA.*: a swap student is measured once each way)
 
     python benchmarks/quality.py --effect age --teacher artifacts/teachers/age/00000-128px-ngf32-b6
@@ -186,6 +188,56 @@ def contact_sheet(path: Path, columns: dict[str, np.ndarray], scores: dict[str, 
             row.append(img)
         grid_rows.append(row)
     save_png(path, grid(grid_rows, list(columns), cell=cell))
+
+
+def blind_sheets(out: Path, stem: str, key_path: Path, teacher: np.ndarray, student: np.ndarray, n: int, seed: int,
+                 per_sheet: int = 6, cell: int = 256) -> dict:
+    """A blind A/B test of student against teacher: n random held-out faces, each row the teacher's and the
+    student's output side by side in a random order, rows numbered, at full crop size (one PNG per `per_sheet`
+    rows). Which side is the teacher goes to key_path, kept out of the results folder so that whoever looks at the
+    sheets does not see it; score guesses with --score-blind."""
+    from facefx.manifest import atomic_write_json
+    from facefx.sheets import grid, save_png
+
+    rng = np.random.default_rng(seed)
+    faces = rng.choice(len(teacher), min(n, len(teacher)), replace=False)
+    out.mkdir(parents=True, exist_ok=True)
+    sides, rows = [], []
+    for row, i in enumerate(faces, 1):
+        left_is_teacher = bool(rng.random() < 0.5)
+        pair = [teacher[i], student[i]] if left_is_teacher else [student[i], teacher[i]]
+        cells = [np.ascontiguousarray(img[..., ::-1]) for img in pair]
+        cv2.putText(cells[0], str(row), (6, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(cells[0], str(row), (6, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2, cv2.LINE_AA)
+        rows.append(cells)
+        sides.append("L" if left_is_teacher else "R")
+    sheets = []
+    for k in range(0, len(rows), per_sheet):
+        path = out / f"{stem}_blind_{k // per_sheet + 1}.png"
+        save_png(path, grid(rows[k:k + per_sheet], ["L", "R"], cell=cell))
+        sheets.append(path.name)
+    key = {"effect": stem, "seed": seed, "faces": [int(i) for i in faces], "teacher_side": sides, "sheets": sheets}
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(key_path, key)
+    return key
+
+
+def score_blind(key_path: Path, guesses: str) -> str:
+    """One line: how many rows of a blind A/B test the guesses ('L'/'R' per row, which side is the teacher) got
+    right, and the chance of doing at least as well by coin flips (one-sided binomial)."""
+    from math import comb
+
+    try:
+        truth = json.loads(Path(key_path).read_text())["teacher_side"]
+    except (OSError, ValueError, KeyError) as e:
+        raise FacefxError(f"{key_path}: not a blind-test key ({e}); quality.py --blind N writes one") from None
+    guesses = guesses.upper().replace(",", "").replace(" ", "")
+    if len(guesses) != len(truth) or set(guesses) - {"L", "R"}:
+        raise FacefxError(f"--guesses needs one L or R per row ({len(truth)} rows), got {guesses!r}")
+    right = sum(g == t for g, t in zip(guesses, truth))
+    p = sum(comb(len(truth), k) for k in range(right, len(truth) + 1)) / 2 ** len(truth)
+    return (f"{right} of {len(truth)} right ({100 * right / len(truth):.0f}%); by coin flips at least as many with "
+            f"probability {p:.3g}")
 
 
 def histogram_plot(path: Path, effect: str, judge_unit: str, scores: dict[str, np.ndarray], title: str) -> None:
@@ -415,6 +467,14 @@ def measure(args) -> dict:
                    f"{effect} {direction} on {len(inputs)} held-out faces ({', '.join(Path(f).name for f in face_sets)})"
                    f"; {result['device']}, {result['date'][:10]}")
     result["files"] = {"sheet": sheet.name, "histogram": hist.name}
+    if args.blind:
+        if not {"teacher", "student"} <= set(outputs):
+            raise FacefxError("--blind compares a student with its teacher: pass --teacher and --student")
+        key_path = args.blind_key or REPO / "artifacts" / "blind" / f"{stem}_key.json"
+        key = blind_sheets(out, stem, key_path, outputs["teacher"], outputs["student"], args.blind, args.blind_seed)
+        result["files"]["blind"] = key["sheets"]
+        print(f"blind A/B test: {', '.join(key['sheets'])} in {out}; the key is in {key_path} (do not look before "
+              f"guessing; then: quality.py --score-blind {key_path} --guesses LR...)")
     path = out / f"{stem}.json"
     atomic_write_json(path, result)
     return result
@@ -446,7 +506,7 @@ def summary_lines(result: dict) -> list[str]:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--effect", required=True, choices=sorted(DEFAULT_FACES), help="effect to measure")
+    ap.add_argument("--effect", choices=sorted(DEFAULT_FACES), help="effect to measure (required but with --score-blind)")
     ap.add_argument("--direction", default="AB", choices=["AB", "BA"], help="teacher direction (AB: young->old, "
                     "men->women, photo->anime) [AB]")
     ap.add_argument("--teacher", type=Path, help="teacher run folder")
@@ -465,8 +525,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kid", action="store_true", help="also KID against the teacher and the target domain "
                     "(the FID Inception network: pip install -e \".[fid]\"; a few minutes on a CPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]")
+    ap.add_argument("--blind", type=int, default=0, metavar="N",
+                    help="also a blind A/B test: N random faces, teacher and student side by side in a random order "
+                         "(<stem>_blind_*.png), the key kept apart [0: none]")
+    ap.add_argument("--blind-seed", type=int, default=0, help="which faces and orders the blind test draws [0]")
+    ap.add_argument("--blind-key", type=Path, default=None,
+                    help="where the blind test's key goes [artifacts/blind/<stem>_key.json]")
+    ap.add_argument("--score-blind", type=Path, metavar="KEY", help="score --guesses against a blind-test key and "
+                    "exit (measures nothing)")
+    ap.add_argument("--guesses", default="", help="with --score-blind: L or R per row, the side you take for the "
+                    "teacher's")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
     args = ap.parse_args(argv)
+    if args.score_blind:
+        print(score_blind(args.score_blind, args.guesses))
+        return
+    if not args.effect:
+        ap.error("the following arguments are required: --effect")
     result = measure(args)
     print("\n".join(summary_lines(result)))
     print(f"wrote {args.out / result['files']['sheet'].replace('.png', '.json')} and the contact sheet "

@@ -30,8 +30,8 @@ from facefx.crop import CropSpec
 from facefx.data import JitterSampler, load_domain, to_model
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import ImagePool, lsgan
-from facefx.manifest import (append_csv_row, atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest,
-                             verify_files, write_manifest)
+from facefx.manifest import (append_csv_row, atomic_write_bytes, earlier_stages, hash_files, new_manifest, next_run_dir,
+                             read_manifest, verify_files, write_manifest)
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_bgr
 from facefx.sheets import grid, save_png
 
@@ -534,15 +534,7 @@ def teacher_lineage(manifest: dict) -> list[dict]:
             "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
             "seconds": prog.get("elapsed_s"), "where": cfg.get("device"),
             "losses": {k: cfg.get(k) for k in LOSS_SETTINGS if k in cfg}}
-    earlier: list[dict] = []
-    if cfg.get("init"):
-        try:
-            parent = read_manifest(cfg["init"], kind="teacher")
-            earlier = parent.get("lineage") or [{"stage": str(cfg["init"]), "command": parent.get("command"),
-                                                 "iters": parent.get("progress", {}).get("step")}]
-        except FacefxError:
-            earlier = [{"stage": str(cfg["init"]), "note": "not readable when this snapshot was made"}]
-    return earlier + [this]
+    return earlier_stages(cfg.get("init"), "teacher") + [this]
 
 
 def judge_teacher(folder: str | os.PathLike, manifest: dict) -> dict:

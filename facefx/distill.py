@@ -32,8 +32,8 @@ from facefx.cyclegan import load_generator
 from facefx.data import read_crops
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import lsgan
-from facefx.manifest import (append_csv_row, atomic_write_bytes, hash_files, new_manifest, next_run_dir, read_manifest,
-                             staged_dir, write_manifest)
+from facefx.manifest import (append_csv_row, atomic_write_bytes, earlier_stages, hash_files, new_manifest, next_run_dir,
+                             read_manifest, staged_dir, write_manifest)
 from facefx.metrics import psnr, sharpness, ssim
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_rgb, rgb_to_nchw
 from facefx.prepare import load_faces
@@ -474,7 +474,9 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             ema_G.module.load_state_dict(state["G_ema"])
             ema_G.n_averaged.fill_(max(step, 1))
         rng = np.random.default_rng(cfg.seed + step)
+        earlier = read_manifest(run, kind="student").get("lineage", [])[:-1]  # the stages before this run
     else:
+        earlier = earlier_stages(cfg.init, "student")  # before a snapshot of this run can overwrite the init
         if cfg.init:
             _warm_start(netG, netD, cfg, device)
         run = next_run_dir(Path(cfg.root) / pairs_m["effect"], cfg.desc or f"{size}px-w{cfg.widths[0]}")
@@ -562,7 +564,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             out_of_time = cfg.max_minutes and (now - t0) / 60 >= cfg.max_minutes
             if now - last_ckpt > cfg.checkpoint_minutes * 60 or out_of_time:
                 _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + now - t0,
-                                    metrics, macs, params, teacher_feat, shipped)
+                                    metrics, macs, params, teacher_feat, shipped, earlier)
                 last_ckpt = now
             if out_of_time:
                 break
@@ -574,7 +576,7 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
     if not metrics or step % cfg.eval_every:
         metrics = evaluate_student(shipped, test)
     _student_checkpoint(run, cfg, pairs_m, netG, netD, opt_G, opt_D, step, elapsed_before + time.time() - t0,
-                        metrics, macs, params, teacher_feat, shipped)
+                        metrics, macs, params, teacher_feat, shipped, earlier)
     print(f"step {step}/{cfg.iters}: {metrics}; run folder {run}")
     return run
 
@@ -629,8 +631,10 @@ def snapshot_student(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD, opt_G, opt_D, step: int,
                         elapsed: float, metrics: dict, macs: int, params: int,
-                        teacher_feat: TeacherFeatureLoss | None = None, shipped: nn.Module | None = None) -> None:
-    """shipped: the generator saved as G.safetensors (a moving average of netG's weights, or netG itself)."""
+                        teacher_feat: TeacherFeatureLoss | None = None, shipped: nn.Module | None = None,
+                        earlier: list[dict] | None = None) -> None:
+    """shipped: the generator saved as G.safetensors (a moving average of netG's weights, or netG itself);
+    earlier: the training stages of the student this run warm-started from (its lineage ends with this run)."""
     shipped = netG if shipped is None else shipped
     buf = io.BytesIO()
     state = {"G": netG.state_dict(), "D": netD.state_dict(), "opt_G": opt_G.state_dict(),
@@ -653,7 +657,17 @@ def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD
         cost={"macs": macs, "gmac": round(macs / 1e9, 4), "params": params})
     manifest["metrics"] = dict(metrics)
     manifest["files"] = hash_files(run, ["G.safetensors"])
+    manifest["lineage"] = list(earlier or []) + [student_stage(manifest)]
     write_manifest(run, manifest)
+
+
+def student_stage(manifest: dict) -> dict:
+    """One student run as a stage of a lineage: how it started, its command, iterations, batch, time, device and
+    pairs."""
+    cfg, prog = manifest.get("config", {}), manifest.get("progress", {})
+    return {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
+            "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
+            "seconds": prog.get("elapsed_s"), "where": cfg.get("device"), "pairs": cfg.get("pairs")}
 
 
 def student_config_from_run(run: str | os.PathLike) -> StudentConfig:

@@ -129,6 +129,22 @@ def read_manifest(folder: str | os.PathLike, kind: str | None = None) -> dict:
     return manifest
 
 
+def earlier_stages(init: str | os.PathLike | None, kind: str) -> list[dict]:
+    """The training stages behind a warm start (--init): the init artifact's own lineage where it records one,
+    else that artifact as one stage (its command and iterations). A student reads it when its run starts, since a
+    committed snapshot such as students/<effect> is later overwritten by the run it started."""
+    if not init:
+        return []
+    try:
+        parent = read_manifest(init, kind=kind)
+    except FacefxError:
+        return [{"stage": str(init), "note": "not readable when this lineage was recorded"}]
+    cfg = parent.get("config", {})
+    return list(parent.get("lineage") or [{"stage": f"{init} as it was then", "command": parent.get("command"),
+                                           "iters": parent.get("progress", {}).get("step"), "batch": cfg.get("batch"),
+                                           "where": cfg.get("device", "")}])
+
+
 def verify_files(folder: str | os.PathLike, manifest: dict | None = None) -> None:
     """Check every file hash in the manifest; raise FacefxError naming the first file that differs."""
     folder = Path(folder)

@@ -140,15 +140,15 @@ def _teacher_strength(teacher: dict | None, direction: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _teacher_history(teacher: dict) -> str:
-    """The teacher's training stages: its manifest's lineage (a warm-started teacher lists every stage, its own run
-    last), else the one run the manifest describes."""
-    progress, config = teacher.get("progress", {}), teacher.get("config", {})
+def _history(who: str, manifest: dict) -> str:
+    """A teacher's or student's training stages: its manifest's lineage (a warm-started network lists every stage,
+    its own run last), else the one run the manifest describes."""
+    progress, config = manifest.get("progress", {}), manifest.get("config", {})
     stages = [(st.get("stage", "?"), st.get("iters"), st.get("batch"), st.get("where", ""))
-              for st in teacher.get("lineage", [])]
+              for st in manifest.get("lineage", [])]
     if not stages:
         stages = [("training run", progress.get("step"), config.get("batch"), config.get("device", ""))]
-    lines = ["- Teacher training, stage by stage:\n", "  | stage | iterations | batch | where |",
+    lines = [f"- {who} training, stage by stage:\n", "  | stage | iterations | batch | where |",
              "  |---|---:|---:|---|"]
     lines += [f"  | {name} | {f'{iters:,}' if isinstance(iters, int) else iters} | {batch} | {where} |"
               for name, iters, batch, where in stages]
@@ -234,10 +234,12 @@ def render_model_card(export: dict, student: dict, teacher: dict | None = None,
         gens = ", ".join(f"G_{d} `{json.dumps(teacher.get('network', {}).get('G_' + d, {}))}`"
                          for d in _directions(direction))
         add(f"- Teacher: CycleGAN at {teacher.get('resolution')} px, generator {gens}.")
-        add(_teacher_history(teacher))
+        add(_history("Teacher", teacher))
     add(f"- Student: `{json.dumps(student.get('network', {}).get('G', {}))}` at {size} px"
         + (f", {student['cost'].get('gmac')} GMAC, {student['cost'].get('params'):,} parameters"
            if isinstance(student.get("cost"), dict) and student["cost"].get("params") else "") + ".")
+    if len(student.get("lineage", [])) > 1:  # a warm-started student: every stage, as for the teacher
+        add(_history("Student", student))
     q = formats.get("int8", {}).get("quantization")
     if q:
         add(f"- int8: static {q['format']} quantization, {q['weights']} weights per channel, {q['activations']} "

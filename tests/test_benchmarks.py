@@ -363,6 +363,35 @@ def test_flicker_is_one_for_an_effect_that_follows_the_face_and_more_for_noise(f
     assert quality.flicker(clip, noisy) > 1.5
 
 
+def test_blind_ab_sheets_hide_the_teacher_and_the_key_scores_guesses(tmp_path, capsys):
+    """The blind test puts teacher and student on random sides per row; the key, kept apart, tells which; scoring
+    the key itself is all right, its mirror all wrong, and a wrong-length guess is refused in one line."""
+    import cv2
+
+    quality = _script("quality")
+    teacher = np.full((10, 32, 32, 3), 250, np.uint8)  # bright teacher, dark student: each side's mean says which
+    student = np.full((10, 32, 32, 3), 5, np.uint8)
+    key = quality.blind_sheets(tmp_path / "res", "quality_x", tmp_path / "keys" / "k.json", teacher, student, n=8,
+                               seed=3, per_sheet=4, cell=32)
+    assert key["sheets"] == ["quality_x_blind_1.png", "quality_x_blind_2.png"]
+    assert not list((tmp_path / "res").glob("*.json"))  # the key is not beside the sheets
+    sides = []
+    for name in key["sheets"]:
+        sheet = cv2.imread(str(tmp_path / "res" / name))
+        for r in range(4):
+            y = 18 + 2 + r * 34 + 16  # the grid's caption strip, padding, row pitch; mid-row
+            sides.append("L" if sheet[y, 2 + 28].mean() > 128 else "R")
+    assert sides == key["teacher_side"] and {"L", "R"} == set(sides)  # both orders occur
+    truth = "".join(key["teacher_side"])
+    assert quality.score_blind(tmp_path / "keys" / "k.json", truth).startswith("8 of 8 right (100%)")
+    mirror = truth.translate(str.maketrans("LR", "RL"))
+    assert quality.score_blind(tmp_path / "keys" / "k.json", mirror).startswith("0 of 8 right")
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--score-blind", str(tmp_path / "keys" / "k.json"), "--guesses", "LR"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "one L or R per row (8 rows)" in err and err.count("\n") == 1
+
+
 def test_quality_without_a_model_fails_with_one_line(capsys):
     with pytest.raises(SystemExit) as exc:
         _script("quality").main(["--effect", "age"])

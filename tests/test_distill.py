@@ -192,6 +192,24 @@ def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config)
             assert torch.allclose(v, d_warm[name], atol=1e-3), name
 
 
+def test_student_lineage_lists_every_stage_even_after_the_init_is_overwritten(tmp_path, tiny_student_config):
+    """A warm-started student records the stages behind it when it starts, so snapshotting it over the very folder
+    it started from (students/<effect>, as shipped) still names the earlier run, and a resume keeps them."""
+    from facefx.distill import snapshot_student
+
+    base = tiny_student_config
+    first = train_student(StudentConfig(**base, iters=3), progress=False)
+    shipped = snapshot_student(first, tmp_path / "students" / "tiny")
+    second = train_student(StudentConfig(**base, iters=2, init=str(shipped)), progress=False)
+    snapshot_student(second, shipped)  # the new student replaces the one it came from
+    lineage = read_manifest(shipped)["lineage"]
+    assert [s["stage"] for s in lineage] == ["trained from scratch", f"warm start from {shipped}"]
+    assert [s["iters"] for s in lineage] == [3, 2]
+    resumed = train_student(dataclasses.replace(student_config_from_run(second), iters=3), resume=second,
+                            progress=False)
+    assert [s["iters"] for s in read_manifest(resumed)["lineage"]] == [3, 3]
+
+
 def test_moving_average_generator_is_what_ships_and_survives_resume(tmp_path, tiny_student_config):
     """--ema: G.safetensors, the snapshot and the evaluation are the averaged weights; the raw ones stay in the
     checkpoint for --resume, which carries the average on instead of restarting it."""

@@ -255,7 +255,9 @@ def test_model_card_of_a_swap_student_names_both_directions(exported):
     from facefx.modelcard import render_model_card
 
     m = read_manifest(exported, kind="export")
-    student = {"direction": "swap", "strength": 2.0, "face_mask": True, "metrics": {"psnr_vs_teacher_db": 30.0}}
+    student = {"direction": "swap", "strength": 2.0, "face_mask": True, "metrics": {"psnr_vs_teacher_db": 30.0},
+               "lineage": [{"stage": "trained from scratch", "iters": 15000, "batch": 8, "where": "cpu"},
+                           {"stage": "warm start from students/gender", "iters": 5000, "batch": 8, "where": "cpu"}]}
     judged = {"judge": "gender", "faces": 10, "flip_rate": 0.9}
     teacher = {"domains": {"A": ["faces/men"], "B": ["faces/women"]}, "resolution": 128,
                "network": {"G_AB": {"ngf": 32}, "G_BA": {"ngf": 32}},
@@ -267,6 +269,7 @@ def test_model_card_of_a_swap_student_names_both_directions(exported):
     assert "Effect strength 2" in card and "(AB)" in card and "(BA)" in card and "G_BA" in card
     assert "confined to the inner face" in card  # pairs made with --face-mask
     assert "| CPU run | 10,464 | 4 | 2-core CPU |" in card and "| warm start on zoomed crops | 2,850 | 16 |" in card
+    assert "- Student training, stage by stage" in card and "| warm start from students/gender | 5,000 | 8 |" in card
 
 
 def test_model_card_lists_every_export_command_in_one_table(exported):
