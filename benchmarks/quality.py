@@ -216,7 +216,7 @@ def blind_sheets(out: Path, stem: str, key_path: Path, teacher: np.ndarray, stud
         path = out / f"{stem}_blind_{k // per_sheet + 1}.png"
         save_png(path, grid(rows[k:k + per_sheet], ["L", "R"], cell=cell))
         sheets.append(path.name)
-    key = {"effect": stem, "seed": seed, "faces": [int(i) for i in faces], "teacher_side": sides, "sheets": sheets}
+    key = {"results": stem, "seed": seed, "faces": [int(i) for i in faces], "teacher_side": sides, "sheets": sheets}
     key_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(key_path, key)
     return key
@@ -506,7 +506,7 @@ def summary_lines(result: dict) -> list[str]:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--effect", choices=sorted(DEFAULT_FACES), help="effect to measure (required but with --score-blind)")
+    ap.add_argument("--effect", choices=sorted(DEFAULT_FACES), help="effect to measure (required, except with --score-blind)")
     ap.add_argument("--direction", default="AB", choices=["AB", "BA"], help="teacher direction (AB: young->old, "
                     "men->women, photo->anime) [AB]")
     ap.add_argument("--teacher", type=Path, help="teacher run folder")

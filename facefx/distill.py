@@ -474,7 +474,8 @@ def train_student(cfg: StudentConfig, resume: str | os.PathLike | None = None, p
             ema_G.module.load_state_dict(state["G_ema"])
             ema_G.n_averaged.fill_(max(step, 1))
         rng = np.random.default_rng(cfg.seed + step)
-        earlier = read_manifest(run, kind="student").get("lineage", [])[:-1]  # the stages before this run
+        run_m = read_manifest(run, kind="student")  # the stages before this run (a run from before lineages: its init's)
+        earlier = run_m["lineage"][:-1] if "lineage" in run_m else earlier_stages(cfg.init, "student")
     else:
         earlier = earlier_stages(cfg.init, "student")  # before a snapshot of this run can overwrite the init
         if cfg.init:
