@@ -170,6 +170,13 @@ def judge_text(effect: str, score: float) -> str:
     return f"{'F' if effect == 'gender' else 'anime'} {score:.2f}"
 
 
+def outlined_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int],
+                  thickness: int) -> None:
+    """Text in `color` with a black outline two pixels wider, legible on any face (BGR, in place)."""
+    for c, t in (((0, 0, 0), thickness + 2), (color, thickness)):
+        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, c, t, cv2.LINE_AA)
+
+
 def contact_sheet(path: Path, columns: dict[str, np.ndarray], scores: dict[str, np.ndarray], effect: str,
                   rows: int, cell: int = 160) -> None:
     """input | teacher | student | int8 (whatever was measured), judge value written on each face."""
@@ -183,8 +190,7 @@ def contact_sheet(path: Path, columns: dict[str, np.ndarray], scores: dict[str, 
         for name, imgs in columns.items():
             img = cv2.resize(np.ascontiguousarray(imgs[i][..., ::-1]), (cell, cell), interpolation=cv2.INTER_AREA)
             text = judge_text(effect, float(scores[name][i]))
-            cv2.putText(img, text, (4, cell - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(img, text, (4, cell - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            outlined_text(img, text, (4, cell - 6), 0.45, (255, 255, 255), 1)
             row.append(img)
         grid_rows.append(row)
     save_png(path, grid(grid_rows, list(columns), cell=cell))
@@ -207,8 +213,7 @@ def blind_sheets(out: Path, stem: str, key_path: Path, teacher: np.ndarray, stud
         left_is_teacher = bool(rng.random() < 0.5)
         pair = [teacher[i], student[i]] if left_is_teacher else [student[i], teacher[i]]
         cells = [np.ascontiguousarray(img[..., ::-1]) for img in pair]
-        cv2.putText(cells[0], str(row), (6, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(cells[0], str(row), (6, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2, cv2.LINE_AA)
+        outlined_text(cells[0], str(row), (6, 26), 0.8, (0, 255, 255), 2)
         rows.append(cells)
         sides.append("L" if left_is_teacher else "R")
     sheets = []
@@ -347,6 +352,8 @@ def measure(args) -> dict:
     effect, direction = args.effect, args.direction
     if not (args.teacher or args.student or args.models):
         raise FacefxError("nothing to measure: pass --teacher RUN, --student RUN and/or --models models/<effect>")
+    if args.blind and not (args.teacher and args.student):  # said before minutes of measuring, not after
+        raise FacefxError("--blind compares a student with its teacher: pass --teacher and --student")
     if args.kid:
         from facefx.fid import inception_path
 
@@ -468,8 +475,6 @@ def measure(args) -> dict:
                    f"; {result['device']}, {result['date'][:10]}")
     result["files"] = {"sheet": sheet.name, "histogram": hist.name}
     if args.blind:
-        if not {"teacher", "student"} <= set(outputs):
-            raise FacefxError("--blind compares a student with its teacher: pass --teacher and --student")
         key_path = args.blind_key or REPO / "artifacts" / "blind" / f"{stem}_key.json"
         key = blind_sheets(out, stem, key_path, outputs["teacher"], outputs["student"], args.blind, args.blind_seed)
         result["files"]["blind"] = key["sheets"]

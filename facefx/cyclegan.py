@@ -31,7 +31,7 @@ from facefx.data import JitterSampler, load_domain, to_model
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import ImagePool, lsgan
 from facefx.manifest import (append_csv_row, atomic_write_bytes, earlier_stages, hash_files, new_manifest, next_run_dir,
-                             read_manifest, verify_files, write_manifest)
+                             read_manifest, run_stage, verify_files, write_manifest)
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_bgr
 from facefx.sheets import grid, save_png
 
@@ -529,11 +529,8 @@ def snapshot(run: str | os.PathLike, dest: str | os.PathLike, judge: bool = True
 def teacher_lineage(manifest: dict) -> list[dict]:
     """How a teacher came to be, oldest first: the lineage of the teacher it was warm-started from (--init), when
     that folder is readable here, then this run (its command, iterations, batch, time and device)."""
-    cfg, prog = manifest.get("config", {}), manifest.get("progress", {})
-    this = {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
-            "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
-            "seconds": prog.get("elapsed_s"), "where": cfg.get("device"),
-            "losses": {k: cfg.get(k) for k in LOSS_SETTINGS if k in cfg}}
+    cfg = manifest.get("config", {})
+    this = {**run_stage(manifest), "losses": {k: cfg.get(k) for k in LOSS_SETTINGS if k in cfg}}
     return earlier_stages(cfg.get("init"), "teacher") + [this]
 
 

@@ -33,7 +33,7 @@ from facefx.data import read_crops
 from facefx.errors import FacefxError, interrupt_on_signals
 from facefx.losses import lsgan
 from facefx.manifest import (append_csv_row, atomic_write_bytes, earlier_stages, hash_files, new_manifest, next_run_dir,
-                             read_manifest, staged_dir, write_manifest)
+                             read_manifest, run_stage, staged_dir, write_manifest)
 from facefx.metrics import psnr, sharpness, ssim
 from facefx.pixels import PIXEL_CONTRACT, nchw_to_rgb, rgb_to_nchw
 from facefx.prepare import load_faces
@@ -658,17 +658,8 @@ def _student_checkpoint(run: Path, cfg: StudentConfig, pairs_m: dict, netG, netD
         cost={"macs": macs, "gmac": round(macs / 1e9, 4), "params": params})
     manifest["metrics"] = dict(metrics)
     manifest["files"] = hash_files(run, ["G.safetensors"])
-    manifest["lineage"] = list(earlier or []) + [student_stage(manifest)]
+    manifest["lineage"] = list(earlier or []) + [{**run_stage(manifest), "pairs": cfg.pairs}]
     write_manifest(run, manifest)
-
-
-def student_stage(manifest: dict) -> dict:
-    """One student run as a stage of a lineage: how it started, its command, iterations, batch, time, device and
-    pairs."""
-    cfg, prog = manifest.get("config", {}), manifest.get("progress", {})
-    return {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
-            "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
-            "seconds": prog.get("elapsed_s"), "where": cfg.get("device"), "pairs": cfg.get("pairs")}
 
 
 def student_config_from_run(run: str | os.PathLike) -> StudentConfig:

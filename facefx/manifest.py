@@ -145,6 +145,15 @@ def earlier_stages(init: str | os.PathLike | None, kind: str) -> list[dict]:
                                            "where": cfg.get("device", "")}])
 
 
+def run_stage(manifest: dict) -> dict:
+    """One training run (a teacher's or a student's) as a stage of its lineage: how it started, its command,
+    iterations, batch, time and device."""
+    cfg, prog = manifest.get("config", {}), manifest.get("progress", {})
+    return {"stage": f"warm start from {cfg['init']}" if cfg.get("init") else "trained from scratch",
+            "command": manifest.get("command"), "iters": prog.get("step"), "batch": cfg.get("batch"),
+            "seconds": prog.get("elapsed_s"), "where": cfg.get("device")}
+
+
 def verify_files(folder: str | os.PathLike, manifest: dict | None = None) -> None:
     """Check every file hash in the manifest; raise FacefxError naming the first file that differs."""
     folder = Path(folder)
