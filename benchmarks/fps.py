@@ -5,8 +5,8 @@ Inputs (each optional; what is found is measured, what is missing is skipped wit
   student   --student RUN, else the latest artifacts/students/<effect>/ run                         (PyTorch)
   exported  --models DIR, else models/<effect>/: *.onnx / *.ort (ONNX Runtime), *.mlpackage (CoreML, macOS),
             *.tflite (where a TFLite interpreter is installed)
-  video     --video (default assets/demo.mp4) for the end-to-end loop (facefx.pipeline, per-stage timers)
-Output: rows appended to benchmarks/results/<device>.csv (fixed schema, facefx.benchmark.RESULT_COLUMNS), and
+  video     --video (default assets/demo.mp4) for the end-to-end loop (facefx.runtime.pipeline, per-stage timers)
+Output: rows appended to benchmarks/results/<device>.csv (fixed schema, facefx.bench.benchmark.RESULT_COLUMNS), and
 benchmarks/results/<device>.md and .png re-rendered from this run.
 
     python benchmarks/fps.py                       # every effect that has a teacher, student or models/
@@ -15,30 +15,34 @@ benchmarks/results/<device>.md and .png re-rendered from this run.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import os
 import platform
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from facefx import benchmark as bm  # noqa: E402
-from facefx.errors import FacefxError, cli_main  # noqa: E402
-from facefx.manifest import latest_run_dir, read_manifest, sha256_file  # noqa: E402
+from facefx import options
+from facefx.bench import benchmark as bm
+from facefx.bench.options import FpsOptions
+from facefx.errors import FacefxError, cli_main
+from facefx.manifest import latest_run_dir, read_manifest, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT_SUFFIXES = (".onnx", ".ort", ".mlpackage", ".tflite")
-BACKEND_LABELS = {"litert": "tflite"}  # facefx.runtime backend -> the results table's name for it
+BACKEND_LABELS = {"litert": "tflite"}  # facefx.runtime.loader backend -> the results table's name for it
 
 
 # ---- finding what to measure ----------------------------------------------------------------------------
 def committed_snapshot(kind_dir: str, effect: str) -> Path | None:
-    """teachers/<effect> or students/<effect> of this checkout (the committed fp16 form), where there is one."""
+    """teachers/<effect> or students/<effect> of this checkout (the committed fp16 form), where there is one, else
+    the one snapshot there whose manifest names the effect (teachers/age-zoom1.4)."""
     folder = REPO / kind_dir / effect
-    return folder if (folder / "manifest.json").is_file() else None
+    if (folder / "manifest.json").is_file():
+        return folder
+    named = [p.parent for p in sorted((REPO / kind_dir).glob("*/manifest.json"))
+             if read_manifest(p.parent).get("effect") == effect]
+    return named[0] if len(named) == 1 else None
 
 
 def find_teacher(effect: str, given: Path | None, root: Path) -> Path | None:
@@ -68,7 +72,7 @@ def precision_of(path: Path) -> str:
 
     if path.suffix in (".onnx", ".ort", ".mlpackage"):
         try:
-            from facefx.runtime import read_contract
+            from facefx.runtime.loader import read_contract
 
             precision = read_contract(path).get("precision")
             if precision:
@@ -97,7 +101,7 @@ def torch_rows(header: dict, name: str, net, size: int, file_hash: str, threads:
     """PyTorch eager fp32 latency of one network on (1, 3, size, size), at each thread count."""
     import torch
 
-    from facefx import nets
+    from facefx.train import nets
 
     x = torch.from_numpy(_input(size))
     macs, params = nets.count_macs(net, size), nets.count_params(net)
@@ -125,7 +129,7 @@ def _input(size: int) -> np.ndarray:
 def exported_rows(header: dict, path: Path, threads: list[int], args, macs: int | str,
                   params: int | str) -> tuple[list[dict], list[str]]:
     """Latency of one exported model file through its runtime, at each thread count (ONNX Runtime, LiteRT)."""
-    from facefx.runtime import load_model
+    from facefx.runtime.loader import load_model
 
     notes: list[str] = []
     rows: list[dict] = []
@@ -147,7 +151,7 @@ def exported_rows(header: dict, path: Path, threads: list[int], args, macs: int 
         except FacefxError as err:  # e.g. no LiteRT interpreter installed
             return rows, [f"{path.name}: {err}; skipped"]
         x = _input(model.size)
-        stats = bm.time_fn(lambda: model(x), args.warmup, args.repeats, args.min_seconds)
+        stats = bm.time_fn(functools.partial(model, x), args.warmup, args.repeats, args.min_seconds)
         rows.append(bm.result_row({**header, "threads": t}, model=path.name, model_hash=digest,
                                   backend=BACKEND_LABELS.get(model.backend, model.backend),
                                   precision=precision_of(path), size=model.size, macs=macs,
@@ -203,17 +207,20 @@ def onnx_cost(path: Path) -> tuple[int | str, int | str]:
 def end_to_end_rows(header: dict, path: Path, threads: int, video: Path, args) -> tuple[list[dict], str]:
     """The realtime loop on a video file (decode -> detect -> crop -> model -> paste), per-stage timers.
 
-    Isolated here on purpose: it is the only part that depends on facefx.pipeline's API
+    Isolated here on purpose: it is the only part that depends on facefx.runtime.pipeline's API
     (FaceEffectPipeline(model, video=True), run_stream(source, pipeline, timer=StageTimer())).
     """
     try:
-        from facefx.pipeline import FaceEffectPipeline, StageTimer, run_stream
+        from facefx.runtime.pipeline import FaceEffectPipeline, StageTimer, run_stream
     except ImportError as err:
-        return [], f"end-to-end skipped: facefx.pipeline not available ({err})"
-    from facefx.runtime import load_model
-    from facefx.video import open_source
+        return [], f"end-to-end skipped: facefx.runtime.pipeline not available ({err})"
+    from facefx.runtime.loader import load_model
+    from facefx.runtime.video import open_source
 
-    model = load_model(path, threads=threads or None)
+    try:
+        model = load_model(path, threads=threads or None)
+    except FacefxError as err:  # a damaged model: a note, and the rows measured so far are still written
+        return [], f"end-to-end skipped for {path.name}: {err}"
     timer = StageTimer()
     with open_source(video) as source, FaceEffectPipeline(model, video=True) as pipe:
         stats = run_stream(source, pipe, timer=timer, max_frames=args.e2e_frames or None, warn=lambda m: None)
@@ -264,7 +271,7 @@ def benchmark_effect(effect: str, args, header: dict, threads: list[int]) -> tup
     if teacher is None:
         notes.append(f"{effect}: no teacher run found (artifacts/teachers/{effect}/ or teachers/{effect}/); skipped")
     else:
-        from facefx.cyclegan import load_generator
+        from facefx.train.cyclegan import load_generator
 
         net, m = load_generator(teacher, args.direction)
         h = m.get("files", {}).get(f"G_{args.direction}.safetensors", "")
@@ -275,11 +282,12 @@ def benchmark_effect(effect: str, args, header: dict, threads: list[int]) -> tup
     if student is None:
         notes.append(f"{effect}: no student run found (artifacts/students/{effect}/); skipped")
     else:
-        from facefx import nets
+        from facefx.train import nets
 
         net, m = nets.load_from_artifact(student, "G", kind="student")
-        size = int(m["resolution"])
-        from facefx.manifest import content_hash
+        from facefx.manifest import check_student, content_hash
+
+        size = check_student(student, m)["resolution"]
 
         student_cost[content_hash(m)] = (nets.count_macs(net, size), nets.count_params(net))
         rows += torch_rows(header, f"student-{effect}", net, size, m.get("files", {}).get("G.safetensors", ""),
@@ -315,7 +323,7 @@ def _exported_cost(path: Path, student_cost: dict[str, tuple[int, int]]) -> tupl
     """MACs/params of the student an export came from (its contract's source.student_hash, or its student
     folder where that is still on disk), else counted from the ONNX graph."""
     from facefx.manifest import content_hash
-    from facefx.runtime import read_contract
+    from facefx.runtime.loader import read_contract
 
     try:
         src = read_contract(path).get("source", {}) or {}
@@ -325,7 +333,7 @@ def _exported_cost(path: Path, student_cost: dict[str, tuple[int, int]]) -> tupl
         return student_cost[src["student_hash"]]
     student = Path(src.get("student", "")) if src.get("student") else None
     if student is not None and (student / "manifest.json").is_file():
-        from facefx import nets
+        from facefx.train import nets
 
         try:
             net, m = nets.load_from_artifact(student, "G", kind="student")
@@ -340,34 +348,12 @@ def _exported_cost(path: Path, student_cost: dict[str, tuple[int, int]]) -> tupl
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--effect", action="append", help="effect to measure (repeatable); default: all found")
-    ap.add_argument("--teacher", type=Path, help="teacher run folder (default: latest for the effect)")
-    ap.add_argument("--direction", default="AB", choices=["AB", "BA"], help="teacher generator direction")
-    ap.add_argument("--student", type=Path, help="student run folder (default: latest for the effect)")
-    ap.add_argument("--models", type=Path, help="exported models folder (default: <models-root>/<effect>)")
-    ap.add_argument("--models-root", type=Path, default=Path("models"), help="shipped models")
-    ap.add_argument("--teachers-root", type=Path, default=Path("artifacts/teachers"), help="teacher runs")
-    ap.add_argument("--students-root", type=Path, default=Path("artifacts/students"), help="student runs")
-    ap.add_argument("--threads", default=",".join(str(t) for t in sorted({1, min(2, os.cpu_count() or 1)})),
-                    help="comma-separated CPU thread counts to measure")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed calls before timing")
-    ap.add_argument("--repeats", type=int, default=30, help="timed calls (at least)")
-    ap.add_argument("--min-seconds", type=float, default=1.0, help="keep timing at least this long per row")
-    ap.add_argument("--video", type=Path, default=REPO / "assets" / "demo.mp4", help="clip for the end-to-end loop")
-    ap.add_argument("--e2e-frames", type=int, default=0, help="frames of the clip to run (0: all)")
-    ap.add_argument("--e2e-warmup", type=int, default=5, help="first frames left out of the end-to-end timings")
-    ap.add_argument("--no-end-to-end", action="store_true", help="model-only timings")
-    ap.add_argument("--device", help="machine name for the results file (default: os-arch-cpu-<n>cpu)")
-    ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
+    ap = options.ArgumentParser(description=__doc__)
+    options.add_options(ap, FpsOptions, shown={"video": "assets/demo.mp4", "results": "benchmarks/results"})
     ap.add_argument("--dry-run", action="store_true", help="list what would be measured and exit")
     args = ap.parse_args(argv)
-    try:
-        threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
-    except ValueError:
-        raise FacefxError(f"--threads {args.threads!r}: write thread counts like 1,2") from None
-    if not threads or min(threads) < 1:
-        raise FacefxError("--threads needs positive counts, e.g. 1,2")
+    args = options.fill(args, options.resolve(FpsOptions, args))
+    threads = sorted(set(args.threads))
     effects = args.effect or effects_present(args)
     if not effects:
         raise FacefxError("nothing to measure: no teacher, student or models/ folder found; pass --effect and "
@@ -387,7 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     notes: list[str] = []
     for effect in effects:
-        r, n = benchmark_effect(effect, args, header, threads)
+        try:
+            r, n = benchmark_effect(effect, args, header, threads)
+        except FacefxError as err:  # one effect's broken artifact must not lose the other effects' timings
+            r, n = [], [f"{effect}: {err}; skipped"]
         rows += r
         notes += n
     for n in notes:

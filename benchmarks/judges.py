@@ -6,18 +6,15 @@ accuracy) in its manifest's metrics; `--eval` re-measures committed judges witho
     python train/prepare.py ../shared/data/utkface/images --labels ../shared/data/utkface/labels.csv --name utk_all
     python benchmarks/judges.py age gender anime           # ~5-10 min each on one CPU thread
     python benchmarks/judges.py --eval                      # held-out metrics of judges/*
+    python benchmarks/judges.py --resume artifacts/judges/age/00000-64px   # continue an interrupted judge
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from facefx.errors import FacefxError, cli_main  # noqa: E402
+from facefx.errors import FacefxError, cli_main
 
 # Per-judge defaults, chosen so each trains in under ~10 minutes on one busy CPU thread (bf16 autocast).
 DEFAULTS = {
@@ -30,47 +27,53 @@ DEFAULTS = {
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from facefx import options
+    from facefx.train.judges import JudgeConfig
+
+    ap = options.ArgumentParser(description=__doc__)
     ap.add_argument("names", nargs="*", metavar="NAME", default=[],
                     help="judges to train: age, gender, anime (with --eval, none means every judge in --out)")
-    ap.add_argument("--out", type=Path, default=None, help="where judge folders are written (default: judges/)")
-    ap.add_argument("--faces-root", type=Path, default=Path("artifacts/faces"), help="prepared face sets")
-    ap.add_argument("--size", type=int, help="judge input size in px (default per judge: %s)" %
-                    {k: v["size"] for k, v in DEFAULTS.items()})
-    ap.add_argument("--steps", type=int, help="training steps (default per judge: %s)" %
-                    {k: v["steps"] for k, v in DEFAULTS.items()})
-    ap.add_argument("--batch", type=int, default=64, help="batch size")
-    ap.add_argument("--widths", default="16,32,64,128", help="channel widths of the CNN's stages")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--max-minutes", type=float, default=10.0, help="stop a judge's training after this long")
-    ap.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is ~2.5x faster on CPU)")
+    per_judge = {k: f"per judge: {({n: d[k] for n, d in DEFAULTS.items()})}" for k in ("size", "steps")}
+    options.add_options(ap, JudgeConfig, shown={"out": "judges/", **per_judge})
     ap.add_argument("--eval", action="store_true", help="only evaluate existing judges on the held-out split")
     ap.add_argument("--dry-run", action="store_true", help="print the configurations and exit")
+    ap.add_argument("--resume", type=Path, help="continue one judge's interrupted run folder "
+                                                "(artifacts/judges/<name>/NNNNN-...; its config is reused)")
     args = ap.parse_args(argv)
+    typed = options.given(JudgeConfig, args)
+    values = options.resolve(JudgeConfig, args)
 
-    from facefx.judges import JUDGES_DIR, JudgeConfig, evaluate, load_judge, load_labelled, sources_for, train_judge
+    from facefx.train.judges import evaluate, load_judge, load_labelled, sources_for, train_judge
 
-    out = args.out or JUDGES_DIR
+    out = values["out"]
     if args.eval:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(values["threads"])
         names = args.names or [p.name for p in sorted(Path(out).glob("*")) if (p / "manifest.json").is_file()]
         for name in names:
             judge = load_judge(name, root=out)
-            test = load_labelled(sources_for(judge.name, args.faces_root), "test", judge.size)
+            test = load_labelled(sources_for(judge.name, values["faces_root"]), "test", judge.size)
             print(f"{name}: {json.dumps(evaluate(judge.net, test, judge.name))}")
+        return
+    if args.resume:
+        from facefx.manifest import read_manifest
+        from facefx.train.loop import resume_config, resume_options
+
+        # One rule for every stage (facefx.train.loop.resume_config): the schedule and speed options may change
+        # when given; the network, data and seed may not.
+        saved = JudgeConfig(**read_manifest(args.resume, kind="judge")["config"])
+        cfg = resume_config(saved, resume_options(values, typed))
+        print(f"wrote {train_judge(cfg, resume=args.resume)}")
         return
     unknown = sorted(set(args.names) - set(DEFAULTS))
     if unknown:
         raise FacefxError(f"unknown judge(s) {unknown}; choose from {sorted(DEFAULTS)}")
     if not args.names:
         ap.error("name the judges to train (age, gender, anime), or pass --eval")
-    configs = [JudgeConfig(target=n, out=str(out), faces_root=str(args.faces_root),
-                           size=args.size or DEFAULTS[n]["size"], steps=args.steps or DEFAULTS[n]["steps"],
-                           batch=args.batch, widths=[int(w) for w in args.widths.split(",")],
-                           threads=args.threads, max_minutes=args.max_minutes, bf16=not args.no_bf16)
-               for n in args.names]
+    # size and steps: the per-judge defaults above unless typed
+    per_judge = {n: {k: DEFAULTS[n][k] for k in ("size", "steps") if k not in typed} for n in args.names}
+    configs = [JudgeConfig(**{**values, "target": n, **per_judge[n]}) for n in args.names]
     for cfg in configs:
         if args.dry_run:
             print(cfg)

@@ -1,26 +1,23 @@
-"""Render the README's "Results" section from the results files (nothing is typed by hand).
+"""Render docs/results.md from the results files (nothing is typed by hand).
 
 Inputs: benchmarks/results/<device>.csv (fps.py; the latest run of each device), benchmarks/results/quality_*.json
 (quality.py), judges/*/manifest.json (the judges' own held-out accuracy).
-Output: markdown on stdout, or --out FILE (written atomically); every table and figure names its machine and date.
+Output: a markdown page, docs/results.md by default (written atomically; `--out -` prints it); every table and
+figure names its machine and date. The README keeps a hand-written summary that links to it.
 
-    python benchmarks/report.py --readme README.md     # replace the README's Results section in place
+    python benchmarks/report.py
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from facefx.errors import cli_main  # noqa: E402
+from facefx.errors import cli_main, epilog
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("capture", "detect", "crop", "infer", "paste", "output")
-BEGIN, END = "<!-- results:begin (benchmarks/report.py) -->", "<!-- results:end -->"
 
 
 EARLIER = " (earlier export)"
@@ -41,7 +38,7 @@ def _label(row: dict, shipped: dict[str, str]) -> str:
 
 
 def speed_section(results: Path, link: str, models: Path | None = None) -> list[str]:
-    from facefx import benchmark as bm
+    from facefx.bench import benchmark as bm
 
     shipped = shipped_hashes(models or REPO / "models")
     lines: list[str] = []
@@ -51,7 +48,7 @@ def speed_section(results: Path, link: str, models: Path | None = None) -> list[
             continue
         r0 = rows[0]
         common, own = bm.split_notes(rows)
-        lines += [f"#### Speed on {r0['device']}", "",
+        lines += [f"## Speed on {r0['device']}", "",
                   f"{r0['cpu']}; measured {r0['date'][:16].replace('T', ' ')} UTC"
                   + (f" ({'; '.join(common)})" if common else "") + f"; {r0['versions']}.", ""]
         model_rows = [r for r in rows if r["kind"] == "model-only"]
@@ -59,7 +56,8 @@ def speed_section(results: Path, link: str, models: Path | None = None) -> list[
             lines += ["| model | backend | precision | threads | input | p50 ms | p95 ms | FPS | MACs | params |",
                       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
             for r in model_rows:
-                lines.append(f"| {_label(r, shipped)} | {r['backend']} | {r['precision']} | {r['threads']} | {r['size']} px | "
+                lines.append(f"| {_label(r, shipped)} | {r['backend']} | {r['precision']} | {r['threads']} | "
+                             f"{r['size']} px | "
                              f"{bm.fmt_ms(r['p50_ms'])} | {bm.fmt_ms(r['p95_ms'])} | {float(r['fps']):.1f} | "
                              f"{bm.fmt_count(r['macs'])} | {bm.fmt_count(r['params'])} |")
             lines.append("")
@@ -72,13 +70,15 @@ def speed_section(results: Path, link: str, models: Path | None = None) -> list[
                 same = [r for r in rows if r["kind"] == "end-to-end" and r["model"] == t["model"]
                         and r["threads"] == t["threads"]]
                 by_stage = {r["stage"]: bm.fmt_ms(r["p50_ms"]) for r in same}
-                lines.append(f"| {_label(t, shipped)} | {t['threads']} | {float(t['fps']):.1f} | {bm.fmt_ms(t['p50_ms'])} | "
+                lines.append(f"| {_label(t, shipped)} | {t['threads']} | {float(t['fps']):.1f} | "
+                             f"{bm.fmt_ms(t['p50_ms'])} | "
                              + " | ".join(by_stage.get(s, "") for s in STAGES) + " |")
             clip_note = own[rows.index(totals[0])]
             lines += [""] + ([f"_{clip_note}_", ""] if clip_note else [])
         if any(_label(r, shipped).endswith(EARLIER) for r in rows):
-            lines += [f"_{EARLIER.strip()}: timed on an earlier export of that file, perhaps of another student (the MACs "
-                      "and params are that model's); the shipped file has not been timed on this machine._", ""]
+            lines += [f"_{EARLIER.strip()}: timed on an earlier export of that file, perhaps of another student "
+                      "(the MACs and params are that model's); the shipped file has not been timed on this machine._",
+                      ""]
         png = csv_path.with_suffix(".png")
         if png.is_file():
             lines += [f"![speed on {r0['device']}, {r0['date'][:10]}]({link}{png.name})", ""]
@@ -91,7 +91,7 @@ def quality_section(results: Path, link: str) -> list[str]:
         q = json.loads(path.read_text())
         effect = q["effect"]
         faces = q["faces"]
-        lines += [f"#### Quality: {effect} ({q['direction']})", "",
+        lines += [f"## Quality: {effect} ({q['direction']})", "",
                   f"{faces['n']} held-out faces ('test' split of {', '.join(Path(f).name for f in faces['sets'])}) at "
                   f"{faces['size']} px; judge: {q['judge']['name']} ({q['judge']['unit']}); {q['device']}, "
                   f"{q['date'][:10]}.", ""]
@@ -148,7 +148,8 @@ def judges_section(judges: Path) -> list[str]:
         m = json.loads(mpath.read_text())
         met = m.get("metrics", {})
         if m.get("target") == "age":
-            score = f"MAE {met.get('mae_years')} years (18-30: {met.get('mae_years_18-30')}, 55+: {met.get('mae_years_55+')})"
+            score = (f"MAE {met.get('mae_years')} years (18-30: {met.get('mae_years_18-30')}, "
+                     f"55+: {met.get('mae_years_55+')})")
         else:
             score = f"accuracy {100 * met.get('accuracy', 0):.1f}%"
             if "accuracy_18-60" in met:
@@ -157,50 +158,41 @@ def judges_section(judges: Path) -> list[str]:
                     f"{score} | {met.get('n_test')} | {m.get('created_at', '')[:10]} |")
     if not rows:
         return []
-    return ["#### Judges", "", "Small CNNs trained from scratch on the 'train' split (facefx.judges); their own accuracy "
-            "on the held-out 'test' split:", "", "| judge | output | input | held-out accuracy | test faces | trained |",
+    return ["## Judges", "",
+            "Small CNNs trained from scratch on the 'train' split (facefx.train.judges); their own accuracy "
+            "on the held-out 'test' split:", "",
+            "| judge | output | input | held-out accuracy | test faces | trained |",
             "|---|---|---:|---|---:|---|", *rows, ""]
-
-
-def replace_section(readme_text: str, section: str) -> str:
-    """The README with the text between the results markers replaced by section (markers appended if absent)."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in readme_text and END in readme_text:
-        head, rest = readme_text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
-    return readme_text.rstrip() + "\n\n" + block + "\n"
 
 
 def render(results: Path, judges: Path, link: str, models: Path | None = None) -> str:
     body = speed_section(results, link, models) + quality_section(results, link) + judges_section(judges)
     if not body:
         body = ["_No results yet: run benchmarks/fps.py and benchmarks/quality.py._", ""]
-    return "\n".join(["## Results", "", "Generated by `python benchmarks/report.py` from benchmarks/results/ and "
-                      "judges/.", ""] + body)
+    return "\n".join(["# Results", "", "Generated by `python benchmarks/report.py` from benchmarks/results/ and "
+                      "judges/; do not edit by hand. Every table names the machine and the date it was measured on.",
+                      ""] + body)
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(epilog=epilog(), description=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
     ap.add_argument("--judges", type=Path, default=REPO / "judges", help="judges folder")
     ap.add_argument("--models", type=Path, default=REPO / "models",
                     help="shipped models (models/<effect>/): a timed file whose hash differs is marked as earlier")
-    ap.add_argument("--link", default="benchmarks/results/", help="prefix of image links (relative to the README)")
-    ap.add_argument("--out", type=Path, help="write the section to this file instead of stdout")
-    ap.add_argument("--readme", type=Path, help="replace the Results section of this README in place")
+    ap.add_argument("--link", default="../benchmarks/results/", help="prefix of image links (relative to --out)")
+    ap.add_argument("--out", default=str(REPO / "docs" / "results.md"), help="page to write; - prints it")
     args = ap.parse_args(argv)
     text = render(args.results, args.judges, args.link, args.models)
     from facefx.manifest import atomic_write_bytes
 
-    if args.readme:
-        atomic_write_bytes(args.readme, replace_section(args.readme.read_text(), text).encode())
-        print(f"updated the Results section of {args.readme}")
-    elif args.out:
+    if args.out == "-":
+        print(text)
+    else:
         atomic_write_bytes(args.out, text.encode())
         print(f"wrote {args.out}")
-    else:
-        print(text)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -17,14 +18,24 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from facefx.errors import FacefxError
+from facefx.errors import FacefxError, os_error_message
 
 SCHEMA_VERSION = 1
 KINDS = ("faces", "teacher", "pairs", "student", "export", "judge")
 MANIFEST = "manifest.json"
+# The recipe file this process runs from (facefx.options.read_recipe), recorded in every manifest it writes, as the
+# command line is: a recipe's settings are part of how an artifact was made.
+_RECIPE: dict | None = None
+
+
+def record_recipe(recipe: dict | None) -> None:
+    """Record (or with None, forget) the recipe of this run: {file, sha256, stage, settings}."""
+    global _RECIPE
+    _RECIPE = recipe
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -35,20 +46,34 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def write_failed(path: str | os.PathLike, err: OSError) -> FacefxError:
+    """The one-line error for a write that failed (full disk, read-only folder, permission), naming the file."""
+    msg = os_error_message(err) or f"cannot write {path} ({err.strerror or err}); check the disk and the folder"
+    if err.filename is None or str(err.filename) != str(path):
+        msg = f"cannot write {path}: " + msg.split(": ", 1)[-1]
+    return FacefxError(msg)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    """The one file writer: write to a hidden temp file in the same folder, check the write (flush + fsync raise
+    on a full disk), then rename over `path`. Readers never see half a file, and on any failure the old file is
+    untouched and the temp file removed; an OSError becomes a FacefxError naming `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes files owner-only; artifacts are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise write_failed(path, err) from None
         raise
 
 
@@ -82,9 +107,10 @@ def new_manifest(kind: str, effect: str | None = None, parent: str | os.PathLike
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "effect": effect,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "parent": None,
+        **({"recipe": _RECIPE} if _RECIPE is not None else {}),
         "files": {},
         "metrics": {},
     }
@@ -154,11 +180,18 @@ def run_stage(manifest: dict) -> dict:
             "seconds": prog.get("elapsed_s"), "where": cfg.get("device")}
 
 
-def verify_files(folder: str | os.PathLike, manifest: dict | None = None) -> None:
-    """Check every file hash in the manifest; raise FacefxError naming the first file that differs."""
+def verify_files(folder: str | os.PathLike, manifest: dict | None = None, need: list[str] | None = None) -> None:
+    """Check every file hash in the manifest; raise FacefxError naming the first file that differs. Files in
+    `need` must be listed (a manifest whose "files" was deleted would otherwise pass with nothing checked)."""
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise FacefxError(f"{folder / MANIFEST} has no file hashes ('files'); re-create the artifact")
+    unlisted = [n for n in need or [] if n not in files]
+    if unlisted:
+        raise FacefxError(f"{folder / MANIFEST} lists no hash for {', '.join(unlisted)}; re-create the artifact")
+    for name, digest in files.items():
         p = folder / name
         if not p.is_file():
             raise FacefxError(f"{p} is listed in the manifest but missing; re-create the artifact")
@@ -169,6 +202,7 @@ def verify_files(folder: str | os.PathLike, manifest: dict | None = None) -> Non
 def next_run_dir(root: str | os.PathLike, desc: str) -> Path:
     """Numbered, append-only run folder name under root: root/00007-desc (not created)."""
     root = Path(root)
+    check_name(desc, "run description")  # joined to root: no path separators
     numbers = [int(m.group(1)) for p in root.glob("*") if (m := re.match(r"^(\d{5})-", p.name))]
     return root / f"{max(numbers, default=-1) + 1:05d}-{desc}"
 
@@ -190,8 +224,18 @@ def staged_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
     final = Path(final)
     if final.exists() and not replace:
         raise FacefxError(f"{final} already exists; choose another name or remove it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    if final.exists() and not final.is_dir():
+        raise FacefxError(f"{final} is a file, not an artifact folder; choose another name or remove it")
+    for up in [final.parent, *final.parent.parents]:
+        if up.exists():
+            if not up.is_dir():  # e.g. --root pointing at a file
+                raise FacefxError(f"{up} is a file, not a folder; pass a folder (or a new path) for the output")
+            break
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    except OSError as err:
+        raise write_failed(final, err) from None
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes folders owner-only; artifacts are meant to be shared
         yield tmp
@@ -207,6 +251,47 @@ def staged_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise write_failed(final, err) from None
         raise
+
+
+STUDENT_FIELDS = {"effect": str, "resolution": int, "crop": dict, "network": dict, "files": dict}
+
+
+def check_student(folder: str | os.PathLike, manifest: dict) -> dict:
+    """The keys every reader of a student artifact uses (export, fps), with their types: an edited or foreign
+    manifest gets one line, not a KeyError or a ValueError halfway through."""
+    require_fields(manifest, folder, STUDENT_FIELDS)
+    if manifest["resolution"] < 16:
+        raise FacefxError(f"{Path(folder) / MANIFEST}: resolution {manifest['resolution']} is not a crop size; "
+                          "re-run the student stage")
+    return manifest
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """An artifact name is one plain folder name: no path separators, no '..', not hidden (it is joined to a
+    root folder, and '../../x' would write outside it)."""
+    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0") \
+            or Path(name).is_absolute():
+        raise FacefxError(f"{what} {name!r} must be a plain folder name (letters, digits, -, _), not a path; "
+                          "use --root to choose where it is written")
+    return name
+
+
+def require_fields(manifest: dict, folder: str | os.PathLike, fields: dict[str, type | tuple[type, ...]]) -> dict:
+    """Check that a manifest has these keys with these types (an edited or foreign manifest gets one line naming
+    the first bad key, not a KeyError later); returns the manifest."""
+    for key, types in fields.items():
+        if key not in manifest:
+            raise FacefxError(f"{Path(folder) / MANIFEST} lacks {key!r}; re-create the artifact with this facefx")
+        value = manifest[key]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in
+                                               (types if isinstance(types, tuple) else (types,)))
+        if not ok:
+            names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+            raise FacefxError(f"{Path(folder) / MANIFEST}: {key!r} is {value!r}, expected {names}; re-create the "
+                              "artifact with this facefx")
+    return manifest

@@ -4,8 +4,8 @@ Input: four held-out ('test' split: never trained on) photos: two phone selfies 
 (--selfies, default ../shared/data/selfie2anime/selfie) and two UTKFace chips (--utkface, default
 ../shared/data/utkface/images); research-only terms, see assets/README.md.
 Output: --out (default assets/demo.mp4), 640x480, 20 fps, 7 s. Each photo fills its panel like a face in a
-video call, its edges stretched and blurred around it like an out-of-focus room, and the "camera" zooms, pans and tilts: one
-selfie close up, half a second with no face, a man's face zooming in until the frame's edge cuts it, then two
+video call, its edges stretched and blurred around it like an out-of-focus room, and the "camera" zooms, pans and
+tilts: one selfie close up, half a second with no face, a man's face zooming in until the frame's edge cuts it, then two
 faces at once side by side. --check runs the face detector over the result and prints how many frames have
 every face found.
 
@@ -15,16 +15,13 @@ every face found.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from facefx.errors import FacefxError, cli_main  # noqa: E402
+from facefx.errors import FacefxError, cli_main, epilog
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -116,8 +113,8 @@ def render(photos: dict[str, np.ndarray], index: int, bg: np.ndarray) -> tuple[n
 
 def load_photos(folders: dict[str, Path]) -> dict[str, np.ndarray]:
     """The FACES photos (BGR, square), each checked to be in the held-out split."""
-    from facefx.images import read_rgb
-    from facefx.prepare import split_of
+    from facefx.runtime.images import read_rgb
+    from facefx.train.prepare import split_of
 
     photos = {}
     for key, (source, name) in FACES.items():
@@ -134,8 +131,8 @@ def load_photos(folders: dict[str, Path]) -> dict[str, np.ndarray]:
 
 def check(path: Path, expected: list[int]) -> None:
     """Print the share of frames where the detector finds every face that is on screen."""
-    from facefx.faces import FaceDetector
-    from facefx.video import open_source
+    from facefx.runtime.faces import FaceDetector
+    from facefx.runtime.video import open_source
 
     hits = total = wrong_empty = 0
     with open_source(path) as src, FaceDetector("video") as det:
@@ -152,7 +149,7 @@ def check(path: Path, expected: list[int]) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(epilog=epilog(), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--utkface", type=Path, default=DATA / "utkface" / "images", help="folder of the UTKFace chips")
     p.add_argument("--selfies", type=Path, default=DATA / "selfie2anime" / "selfie",
@@ -161,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--check", action="store_true", help="run the face detector over the result")
     args = p.parse_args(argv)
 
-    from facefx.video import VideoSink
+    from facefx.runtime.video import VideoSink
 
     photos = load_photos({"utkface": args.utkface, "selfies": args.selfies})
     bg = background()

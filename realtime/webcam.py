@@ -8,7 +8,7 @@ Output: an OpenCV window (when a display exists) and/or --output: a video (.mp4/
 
 Window keys: 1-9 pick an effect (the folders of models/), e or n cycle effects, s toggles a before/after
 split view, q or Esc quits. The overlay shows FPS and per-stage milliseconds; --stats prints them at exit.
-Never imports torch: exported models run through ONNX Runtime (facefx.runtime).
+Never imports torch: exported models run through ONNX Runtime (facefx.runtime.loader).
 """
 
 from __future__ import annotations
@@ -19,54 +19,31 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from facefx.errors import FacefxError, cli_main  # noqa: E402  (light: no numpy, cv2 or onnxruntime yet)
+from facefx import options
+from facefx.errors import FacefxError, cli_main
+from facefx.runtime.webcam_options import WebcamOptions
 
 if TYPE_CHECKING:  # the heavy modules are imported inside main(), after the arguments are parsed
     import numpy as np
 
-    from facefx.pipeline import FaceEffectPipeline, RunStats, StageTimer
-    from facefx.runtime import EffectModel
-    from facefx.video import FrameSink, FrameSource
+    from facefx.runtime.loader import EffectModel
+    from facefx.runtime.pipeline import FaceEffectPipeline, RunStats, StageTimer
+    from facefx.runtime.video import FrameSink, FrameSource
 
-REPO = Path(__file__).resolve().parents[1]
 KEY_ESC = 27
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except empty ones and where the help already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_Help)
-    p.add_argument("--effect", default=None,
-                   help="effect to apply: a folder of --models-dir (default: age; with --model, the model's own)")
-    p.add_argument("--source", default="0", help="camera index, video file, image, or folder of images")
-    p.add_argument("--output", type=Path, default=None,
-                   help="write the result: video (.mp4, .avi), image (.png, .jpg; one-image source) or folder")
-    p.add_argument("--no-window", action="store_true", help="do not open a window (default: open one if a display exists)")
-    p.add_argument("--precision", choices=("int8", "fp32"), default="int8", help="which shipped model to load")
-    p.add_argument("--model", type=Path, default=None, help="an exported model file (overrides --effect/--precision)")
-    p.add_argument("--models-dir", type=Path, default=REPO / "models", help="folder of shipped effects")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its own choice)")
-    p.add_argument("--min-score", type=float, default=0.5, help="face detector confidence threshold")
-    p.add_argument("--max-faces", type=int, default=8, help="at most this many faces per frame (highest scores)")
-    p.add_argument("--no-smooth", action="store_true", help="do not smooth keypoints across frames")
-    p.add_argument("--split", action="store_true", help="start in before/after split view (window)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--stats", action="store_true", help="print per-stage timings (mean/p50/p95 ms, FPS) at exit")
-    return p.parse_args(argv)
+    """The options, every one set (default or typed) and checked: a bad number is one line and exit 2."""
+    p = options.ArgumentParser(description=__doc__.split("\n\n")[0])
+    options.add_options(p, WebcamOptions, shown={"models_dir": "models/ of this checkout"})
+    args = p.parse_args(argv)
+    return options.fill(args, options.resolve(WebcamOptions, args))
 
 
 def available_effects(models_dir: Path, precision: str) -> list[str]:
     """Effects with a model of this precision under models_dir, sorted (the order of keys 1-9)."""
-    from facefx.runtime import model_for_effect
+    from facefx.runtime.loader import model_for_effect
 
     found = []
     for d in sorted(p for p in models_dir.glob("*") if p.is_dir()) if models_dir.is_dir() else []:
@@ -82,7 +59,7 @@ class Effects:
     """The loaded effect models (loaded on first use) and which one is active."""
 
     def __init__(self, args: argparse.Namespace):
-        from facefx.runtime import load_model, model_for_effect
+        from facefx.runtime.loader import load_model, model_for_effect
 
         self._load, self._path_for = load_model, model_for_effect
         self.args = args
@@ -102,7 +79,7 @@ class Effects:
     def path(self, effect: str) -> Path:
         return self._path_for(effect, self.args.models_dir, self.args.precision)
 
-    def model(self, effect: str | None = None) -> "EffectModel":
+    def model(self, effect: str | None = None) -> EffectModel:
         effect = effect or self.current
         if effect not in self.cache:
             self.cache[effect] = self._load(self.path(effect), effect=effect, threads=self.args.threads)
@@ -118,7 +95,7 @@ class Effects:
         return self.pick((self.names.index(self.current) + 1) % len(self.names)) if len(self.names) > 1 else False
 
 
-def overlay(image: "np.ndarray", lines: list[str]) -> "np.ndarray":
+def overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
     """Draw text lines top-left on a dark box (on a copy: the written output never carries the overlay)."""
     import cv2
 
@@ -133,7 +110,7 @@ def overlay(image: "np.ndarray", lines: list[str]) -> "np.ndarray":
     return out
 
 
-def split_view(before: "np.ndarray", after: "np.ndarray") -> "np.ndarray":
+def split_view(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Left half of the input frame, right half of the result, with a divider line."""
     out = after.copy()
     mid = out.shape[1] // 2
@@ -147,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     args = parse_args(argv)
 
-    from facefx.pipeline import FaceEffectPipeline, StageTimer
-    from facefx.video import display_available, open_sink, open_source
+    from facefx.runtime.pipeline import FaceEffectPipeline, StageTimer
+    from facefx.runtime.video import display_available, open_sink, open_source
 
     window = not args.no_window and display_available()
     if not args.no_window and not window and args.output is None:
         raise FacefxError("no display for a window here; pass --output FILE (and --no-window)")
+    _check_output_is_not_source(args.source, args.output)
     effects = Effects(args)  # the model path is checked before the camera is opened
     source = open_source(args.source)
     sink = None
@@ -168,13 +146,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"ready in {time.perf_counter() - t_start:.2f} s", file=sys.stderr)
                 timer = StageTimer()
                 stats, first_frame_s = _loop(args, source, sink, pipeline, effects, timer, window, t_start)
+            if stats.frames and not stats.processed and not stats.interrupted:
+                # Every frame failed (a folder of broken images, a model that fails on each frame): not a success.
+                first = stats.warnings[0] if stats.warnings else "no reason recorded"
+                raise FacefxError(f"none of the {stats.frames} frames could be processed ({first}); "
+                                  "nothing was written: check the source files and the model")
             ok = True
         finally:
             if sink is not None:
                 sink.close(ok=ok)
 
     # ---- report --------------------------------------------------------------------------------------
-    how = "stopped by Ctrl-C" if stats.interrupted else stats.end_reason or "done"
+    how = (f"stopped by {'Ctrl-C' if stats.exit_code == 130 else 'SIGTERM'}" if stats.interrupted
+           else stats.end_reason or "done")
     parts = [f"{stats.processed} frames", f"faces in {stats.with_faces}"]
     if stats.skipped:
         parts.append(f"{stats.skipped} bad frames skipped")
@@ -187,14 +171,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{how}: " + ", ".join(parts), file=sys.stderr)
     if args.stats:
         print(timer.format_summary())
-    return 130 if stats.interrupted else 0
+    return stats.exit_code if stats.interrupted else 0
 
 
-def _loop(args: argparse.Namespace, source: "FrameSource", sink: "FrameSink | None", pipeline: "FaceEffectPipeline",
-          effects: Effects, timer: "StageTimer", window: bool, t_start: float) -> tuple["RunStats", list[float]]:
+def _check_output_is_not_source(source: str, output: Path | None) -> None:
+    """--output must never overwrite the input: the same file, or the folder of images being read."""
+    if output is None or source.isdigit():
+        return
+    src, out = Path(source).resolve(), output.resolve()
+    if out == src or (src.is_file() and out == src.parent and not output.suffix):
+        raise FacefxError(f"--output {output} is the source itself; its images would be overwritten: "
+                          "pass another --output")
+
+
+def _loop(args: argparse.Namespace, source: FrameSource, sink: FrameSink | None, pipeline: FaceEffectPipeline,
+          effects: Effects, timer: StageTimer, window: bool, t_start: float) -> tuple[RunStats, list[float]]:
     """Run the source through the pipeline into the sink and/or window; returns (RunStats, [first-frame s])."""
-    from facefx.pipeline import run_stream
-    from facefx.video import WindowSink
+    from facefx.runtime.pipeline import run_stream
+    from facefx.runtime.video import WindowSink
 
     view = {"split": args.split, "window": WindowSink("facefx") if window else None}
     first_frame_s: list[float] = []

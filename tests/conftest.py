@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
+# The stage scripts import facefx as an installed package; the commands the tests run in subprocesses get this
+# checkout's, whether or not it is installed (CI installs it editable; a shared dev venv may not).
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH")) if p)
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +34,7 @@ def face_files() -> list[Path]:
 @pytest.fixture(scope="session")
 def faces_artifact(tmp_path_factory, face_files) -> Path:
     """A prepared face set (64 px) of the fixture photos, with the labels; every face in both splits' sense."""
-    from facefx.prepare import PrepareConfig, prepare_faces
+    from facefx.train.prepare import PrepareConfig, prepare_faces
 
     root = tmp_path_factory.mktemp("faces")
     out = root / "fixture"

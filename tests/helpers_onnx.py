@@ -9,16 +9,15 @@ root/<effect>/<effect>.onnx and <effect>_int8.onnx the way models/ is shipped.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from facefx.crop import CropSpec
-from facefx.pixels import PIXEL_CONTRACT
-from facefx.runtime import CONTRACT_KEY, CONTRACT_VERSION
+from facefx.runtime.contract import CONTRACT_KEY, build_contract
+from facefx.runtime.crop import CropSpec
 
 # Per effect: (scale, shift) per RGB channel, so switching effects is visible in a test or a manual run.
 EFFECT_PARAMS = {
@@ -30,9 +29,9 @@ EFFECT_PARAMS = {
 
 def contract(effect: str, size: int, crop: CropSpec | None = None) -> dict:
     crop = (crop or CropSpec()).with_size(size)
-    return {"contract_version": CONTRACT_VERSION, "effect": effect, "size": size, "pixels": PIXEL_CONTRACT,
-            "crop": crop.to_dict(), "input": "image", "output": "output",
-            "source": {"kind": "test", "made_by": "tests/helpers_onnx.py"}, "metrics": {}}
+    return build_contract(effect=effect, size=size, crop=crop.to_dict(), fmt="onnx", precision="fp32",
+                          source={"student": "tests/helpers_onnx.py", "student_hash": "0" * 64,
+                                  "facefx_version": "test"}, metrics={})
 
 
 def make_effect_model(path: str | Path, effect: str = "age", size: int = 64,

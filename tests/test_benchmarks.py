@@ -17,15 +17,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
-from facefx import nets
-from facefx.benchmark import RESULT_COLUMNS, append_results, cpu_model, read_results
-from facefx.judges import judge_stats
-from facefx.crop import CropSpec
+
+from facefx.bench import quality
+from facefx.bench.benchmark import RESULT_COLUMNS, append_results, cpu_model, read_results
 from facefx.errors import FacefxError
 from facefx.manifest import hash_files, new_manifest, write_manifest
-from facefx.pixels import PIXEL_CONTRACT, bgr_to_nchw
+from facefx.runtime.crop import CropSpec
+from facefx.runtime.pixels import PIXEL_CONTRACT, bgr_to_nchw
+from facefx.train import nets
+from facefx.train.judges import judge_stats
 
 S = 64  # student / exported model size in these tests
 
@@ -41,7 +42,7 @@ def _script(name: str):
 @pytest.fixture(scope="module")
 def tiny_judges(tmp_path_factory, faces_artifact) -> Path:
     """age, gender and anime judges trained for 3 steps at 32 px on the fixture faces (shapes, not accuracy)."""
-    from facefx.judges import JudgeConfig, train_judge
+    from facefx.train.judges import JudgeConfig, train_judge
 
     root = tmp_path_factory.mktemp("judges")
     faces_root = root / "faces"
@@ -50,7 +51,7 @@ def tiny_judges(tmp_path_factory, faces_artifact) -> Path:
         (faces_root / name).symlink_to(faces_artifact, target_is_directory=True)
     for target in ("age", "gender", "anime"):
         train_judge(JudgeConfig(target=target, out=str(root / "out"), faces_root=str(faces_root), size=32,
-                                widths=[4, 8], steps=3, batch=4, bf16=False), progress=False)
+                                widths=[4, 8], steps=3, batch=4, bf16=False, root=str(root / "runs")), progress=False)
     return root / "out"
 
 
@@ -60,7 +61,7 @@ def tiny_effect(tmp_path_factory, faces_artifact) -> dict[str, Path]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from facefx.runtime import CONTRACT_KEY, CONTRACT_VERSION
+    from facefx.runtime.contract import CONTRACT_KEY, build_contract
 
     root = tmp_path_factory.mktemp("effect")
     torch.manual_seed(0)
@@ -98,19 +99,19 @@ def tiny_effect(tmp_path_factory, faces_artifact) -> dict[str, Path]:
         torch.onnx.export(net.eval(), (torch.zeros(1, 3, S, S),), str(fp32), input_names=["image"],
                           output_names=["output"], opset_version=17, dynamo=False)
     quantize_dynamic(str(fp32), str(models / "age_int8.onnx"), weight_type=QuantType.QInt8)
-    contract = {"contract_version": CONTRACT_VERSION, "effect": "age", "size": S, "pixels": PIXEL_CONTRACT,
-                "crop": CropSpec(size=S).to_dict(), "input": "image", "output": "output",
-                "source": {"student": str(student)}, "metrics": {}}
     for path, precision in ((fp32, "fp32"), (models / "age_int8.onnx", "int8")):
+        contract = build_contract(effect="age", size=S, crop=CropSpec(size=S).to_dict(), fmt="onnx",
+                                  precision=precision, metrics={},
+                                  source={"student": str(student), "student_hash": "0" * 64, "facefx_version": "test"})
         model = onnx.load(str(path))
-        onnx.helper.set_model_props(model, {CONTRACT_KEY: json.dumps({**contract, "precision": precision})})
+        onnx.helper.set_model_props(model, {CONTRACT_KEY: json.dumps(contract)})
         onnx.save(model, str(path))
     return {"teacher": teacher, "student": student, "models": models, "root": root}
 
 
 # ---- judges -------------------------------------------------------------------------------------------------
 def test_judges_rebuild_from_folder_and_predict_one_value_per_face_at_any_size(tiny_judges):
-    from facefx.judges import load_judge
+    from facefx.train.judges import load_judge
 
     for name in ("age", "gender", "anime"):
         judge = load_judge(name, root=tiny_judges)
@@ -129,8 +130,8 @@ def test_judges_rebuild_from_folder_and_predict_one_value_per_face_at_any_size(t
 def test_judge_takes_crops_of_another_zoom_by_resampling_them(tiny_judges):
     """A judge given zoomed crops resamples them into its own geometry first: the same geometry changes nothing, a
     zoom 1.4 crop is judged as what it looks like zoomed out."""
-    from facefx.crop import CropSpec, recrop_theta, zoomed
-    from facefx.judges import load_judge, recrop
+    from facefx.runtime.crop import CropSpec, recrop_theta, zoomed
+    from facefx.train.judges import load_judge, recrop
 
     judge = load_judge("gender", root=tiny_judges)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -143,7 +144,7 @@ def test_judge_takes_crops_of_another_zoom_by_resampling_them(tiny_judges):
 
 
 def test_judge_refuses_wrong_input_and_unknown_names(tiny_judges):
-    from facefx.judges import load_judge
+    from facefx.train.judges import load_judge
 
     with pytest.raises(FacefxError, match="float32"):
         load_judge("age", root=tiny_judges).predict(torch.zeros(2, 32, 32))
@@ -152,7 +153,7 @@ def test_judge_refuses_wrong_input_and_unknown_names(tiny_judges):
 
 
 def test_judge_with_edited_weights_is_refused(tiny_judges, tmp_path):
-    from facefx.judges import load_judge
+    from facefx.train.judges import load_judge
 
     copy = tmp_path / "age"
     shutil.copytree(tiny_judges / "age", copy)
@@ -172,7 +173,7 @@ def test_committed_judges_are_small_and_tell_fixture_faces_apart(face_files):
     than the men, and none of these photos as a drawing."""
     import cv2
 
-    from facefx.judges import load_judge
+    from facefx.train.judges import load_judge
 
     faces = bgr_to_nchw(np.stack([cv2.resize(cv2.imread(str(p)), (128, 128)) for p in face_files]))
     ages = np.array([int(p.name.split("_")[0]) for p in face_files])
@@ -251,6 +252,27 @@ def test_cpus_of_one_bare_name_but_two_generations_get_two_benchmark_names():
     assert cpu_model(cpuinfo(named, 6)) == named
 
 
+def test_an_export_manifest_names_the_machine_as_the_results_files_do():
+    """One home for machine naming: the export manifest's machine (facefx.export.exporter) and a results file's
+    device and cpu columns come from the same functions, CPU-family fix included."""
+    from facefx.bench.benchmark import default_device_name, machine_info, run_header
+    from facefx.export import exporter
+
+    assert exporter.machine_info is machine_info
+    info, header = machine_info(threads=3), run_header()
+    assert (info["device"], info["cpu"], info["threads"]) == (header["device"], header["cpu"], 3)
+    assert info["device"] == default_device_name() and info["cpu"] == cpu_model()
+
+
+def test_export_latency_is_timed_by_the_benchmark_timer():
+    from facefx.export.exporter import latency_ms
+
+    calls = []
+    lat = latency_ms(lambda x: calls.append(x.shape), np.zeros((4, 3, 8, 8), np.float32), repeats=7, warmup=2)
+    assert len(calls) == 9 and set(calls) == {(1, 3, 8, 8)}  # warm-up untimed, then single images
+    assert lat["repeats"] == 7 and 0 <= lat["min_ms"] <= lat["p50_ms"]
+
+
 def test_results_file_with_another_schema_is_refused(tmp_path):
     path = tmp_path / "old.csv"
     path.write_text("date,model,fps\n2025-01-01,x,3\n")
@@ -261,7 +283,7 @@ def test_results_file_with_another_schema_is_refused(tmp_path):
 
 def test_two_runs_in_the_same_second_stay_two_runs(tmp_path):
     """Rows of one run share a date; a second run started within the same second must not merge into the first."""
-    from facefx.benchmark import latest_run, result_row
+    from facefx.bench.benchmark import latest_run, result_row
 
     header = {"date": "2026-01-01T00:00:00+00:00", "device": "d", "cpu": "c", "threads": 1, "versions": ""}
     path = tmp_path / "d.csv"
@@ -287,6 +309,21 @@ def test_fps_counts_a_committed_snapshot_under_its_manifest_effect(tmp_path):
     assert "age" in found and "gender" in found and "age-zoom1.4" not in found
 
 
+def test_fps_times_the_committed_teacher_its_manifest_names_when_none_is_named_after_the_effect(tmp_path,
+                                                                                                monkeypatch):
+    from facefx.manifest import SCHEMA_VERSION, write_manifest
+
+    fps = _script("fps")
+    monkeypatch.setattr(fps, "REPO", tmp_path)
+    for name, effect in (("age-zoom1.4", "age"), ("style", "style"), ("gender-a", "gender"), ("gender-b", "gender")):
+        (tmp_path / "teachers" / name).mkdir(parents=True)
+        write_manifest(tmp_path / "teachers" / name, {"schema_version": SCHEMA_VERSION, "kind": "teacher",
+                                                      "effect": effect})
+    assert fps.committed_snapshot("teachers", "age") == tmp_path / "teachers" / "age-zoom1.4"
+    assert fps.committed_snapshot("teachers", "style") == tmp_path / "teachers" / "style"
+    assert fps.committed_snapshot("teachers", "gender") is None  # two candidates: no guessing
+
+
 def test_fps_with_nothing_to_measure_says_so(tmp_path, capsys):
     fps = _script("fps")
     with pytest.raises(SystemExit) as exc:
@@ -300,10 +337,10 @@ def test_fps_with_nothing_to_measure_says_so(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def quality_run(tiny_effect, tiny_judges) -> dict:
     out = tiny_effect["root"] / "results"
-    _script("quality").main(["--effect", "age", "--teacher", str(tiny_effect["teacher"]),
-                             "--student", str(tiny_effect["student"]), "--models", str(tiny_effect["models"]),
-                             "--judges", str(tiny_judges), "--limit", "4", "--flicker-faces", "2",
-                             "--flicker-frames", "4", "--out", str(out)])
+    quality.main(["--effect", "age", "--teacher", str(tiny_effect["teacher"]),
+                  "--student", str(tiny_effect["student"]), "--models", str(tiny_effect["models"]),
+                  "--judges", str(tiny_judges), "--limit", "4", "--flicker-faces", "2",
+                  "--flicker-frames", "4", "--out", str(out)])
     return json.loads((out / "quality_age.json").read_text())
 
 
@@ -332,7 +369,6 @@ def test_quality_writes_a_four_column_contact_sheet(quality_run, tiny_effect):
 
 
 def test_shift_stability_is_perfect_for_a_pointwise_effect_and_low_for_one_tied_to_pixel_positions():
-    quality = _script("quality")
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     assert quality.shift_image(faces, 1, 2)[:, 5, 6].tolist() == faces[:, 4, 4].tolist()
@@ -344,7 +380,6 @@ def test_shift_stability_is_perfect_for_a_pointwise_effect_and_low_for_one_tied_
 
 
 def test_gender_and_style_judge_figures(tiny_judges):
-    quality = _script("quality")
     before, after = np.array([0.1, 0.2, 0.9, 0.3]), np.array([0.7, 0.4, 0.95, 0.6])
     g = judge_stats("gender", "AB", before, after)
     assert g["flip_rate"] == pytest.approx(2 / 3, abs=1e-3) and g["n_eligible"] == 3
@@ -355,7 +390,6 @@ def test_gender_and_style_judge_figures(tiny_judges):
 def test_flicker_is_one_for_an_effect_that_follows_the_face_and_more_for_noise(face_files):
     import cv2
 
-    quality = _script("quality")
     face = cv2.resize(cv2.imread(str(face_files[0])), (64, 64))[..., ::-1]
     clip = quality.drift_clip(np.ascontiguousarray(face), 8)
     assert quality.flicker(clip, clip) == pytest.approx(1.0)
@@ -368,7 +402,6 @@ def test_blind_ab_sheets_hide_the_teacher_and_the_key_scores_guesses(tmp_path, c
     the key itself is all right, its mirror all wrong, and a wrong-length guess is refused in one line."""
     import cv2
 
-    quality = _script("quality")
     teacher = np.full((10, 32, 32, 3), 250, np.uint8)  # bright teacher, dark student: each side's mean says which
     student = np.full((10, 32, 32, 3), 5, np.uint8)
     key = quality.blind_sheets(tmp_path / "res", "quality_x", tmp_path / "keys" / "k.json", teacher, student, n=8,
@@ -394,7 +427,7 @@ def test_blind_ab_sheets_hide_the_teacher_and_the_key_scores_guesses(tmp_path, c
 
 def test_quality_without_a_model_fails_with_one_line(capsys):
     with pytest.raises(SystemExit) as exc:
-        _script("quality").main(["--effect", "age"])
+        quality.main(["--effect", "age"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.startswith("error: nothing to measure") and err.count("\n") == 1
 
@@ -405,11 +438,12 @@ def test_report_renders_speed_quality_and_judges_with_machine_and_date(fps_run, 
     _script("report").main(["--results", str(fps_run), "--judges", str(tiny_judges), "--out", str(out),
                             "--models", str(fps_run.parent / "models")])
     md = out.read_text()
-    assert md.startswith("## Results")
-    assert "#### Speed on Test Box" in md and "| age_int8.onnx | onnxruntime | int8 | 1 |" in md
-    assert "#### Quality: age (AB)" in md and quality_run["date"][:10] in md
-    assert "![age: input | teacher | student | int8" in md and "benchmarks/results/quality_age.png" in md
-    assert "#### Judges" in md and "| age | years |" in md
+    assert md.startswith("# Results")
+    assert "## Speed on Test Box" in md and "| age_int8.onnx | onnxruntime | int8 | 1 |" in md
+    assert "## Quality: age (AB)" in md and quality_run["date"][:10] in md
+    # docs/results.md links the images from docs/
+    assert "![age: input | teacher | student | int8" in md and "(../benchmarks/results/quality_age.png)" in md
+    assert "## Judges" in md and "| age | years |" in md
 
 
 def test_report_marks_speed_rows_of_a_model_file_that_changed_since(fps_run, tiny_judges, tmp_path):
@@ -425,16 +459,22 @@ def test_report_marks_speed_rows_of_a_model_file_that_changed_since(fps_run, tin
     assert "| age.onnx | onnxruntime | fp32 | 1 |" in md and "timed on an earlier export" in md
 
 
-def test_report_replaces_only_the_readme_results_section(fps_run, quality_run, tiny_judges, tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# title\n\nintro\n\n## Data\n\nterms\n")
-    args = ["--results", str(fps_run), "--judges", str(tiny_judges), "--readme", str(readme),
+def test_report_rewrites_its_page_whole_and_leaves_the_readme_alone(fps_run, quality_run, tiny_judges, tmp_path,
+                                                                     capsys):
+    out = tmp_path / "docs" / "results.md"
+    out.parent.mkdir()
+    out.write_text("# Results\n\nstale\n")
+    args = ["--results", str(fps_run), "--judges", str(tiny_judges), "--out", str(out),
             "--models", str(fps_run.parent / "models")]
     _script("report").main(args)
-    first = readme.read_text()
-    assert first.startswith("# title\n\nintro\n\n## Data\n\nterms\n") and "#### Speed on Test Box" in first
-    _script("report").main(args)  # a second run replaces the section instead of appending another
-    assert readme.read_text() == first and first.count("## Results") == 1
+    first = out.read_text()
+    assert "stale" not in first and "## Speed on Test Box" in first
+    _script("report").main(args)  # a second run writes the same page, not a second copy
+    assert out.read_text() == first and first.count("# Results") == 1
+    capsys.readouterr()
+    _script("report").main(["--results", str(fps_run), "--judges", str(tiny_judges), "--out", "-",
+                            "--models", str(fps_run.parent / "models")])
+    assert capsys.readouterr().out.rstrip() == first.rstrip()  # --out - prints the same page
 
 
 def test_kid_is_near_zero_for_one_distribution_and_clearly_positive_for_two(monkeypatch):
@@ -442,8 +482,8 @@ def test_kid_is_near_zero_for_one_distribution_and_clearly_positive_for_two(monk
     deviations of 0 (unbiased), a shifted distribution far above; without the Inception wheel, one line says how."""
     import importlib.util
 
+    from facefx.bench.fid import inception_path, kid
     from facefx.errors import FacefxError
-    from facefx.fid import inception_path, kid
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(300, 64)), rng.normal(size=(300, 64))
@@ -468,7 +508,7 @@ def test_quality_kid_compares_the_student_with_its_teacher_and_the_report_shows_
     the Inception network: mean colour features), and report.py renders the table."""
     import torch
 
-    import facefx.fid
+    import facefx.bench.fid
 
     class MeanColour(torch.nn.Module):
         def __init__(self):
@@ -478,12 +518,12 @@ def test_quality_kid_compares_the_student_with_its_teacher_and_the_report_shows_
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) * self.scale
 
-    monkeypatch.setattr(facefx.fid, "load_inception", lambda device="cpu": MeanColour())
+    monkeypatch.setattr(facefx.bench.fid, "load_inception", lambda device="cpu": MeanColour())
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
     teacher = np.clip(inputs.astype(int) + 60, 0, 255).astype(np.uint8)  # brighter
     student = np.clip(teacher.astype(int) + rng.integers(-2, 3, teacher.shape), 0, 255).astype(np.uint8)
-    fig = _script("quality").kid_figures({"teacher": teacher, "student": student}, inputs, None, "AB", 32)
+    fig = quality.kid_figures({"teacher": teacher, "student": student}, inputs, None, "AB", 32)
     assert set(fig["vs_teacher"]) == {"input", "student"} and fig["subset_size"] == 20  # paired: half the faces
     assert fig["vs_teacher"]["input"][0] > 10 * abs(fig["vs_teacher"]["student"][0])
     results = tmp_path / "results"

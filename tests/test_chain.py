@@ -15,7 +15,7 @@ import cv2
 import pytest
 
 from facefx.manifest import read_manifest, verify_files
-from facefx.runtime import read_contract
+from facefx.runtime.loader import read_contract
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

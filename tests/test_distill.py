@@ -8,12 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from facefx import nets
-from facefx.cyclegan import TeacherConfig, train_teacher
-from facefx.distill import (PairsConfig, StudentConfig, TeacherLabeler, augment_webcam, make_pairs,
-                            student_config_from_run, train_student)
 from facefx.errors import FacefxError
 from facefx.manifest import read_manifest, verify_files
+from facefx.train import nets
+from facefx.train.cyclegan import TeacherConfig, train_teacher
+from facefx.train.distill import (
+    PairsConfig,
+    StudentConfig,
+    TeacherLabeler,
+    augment_webcam,
+    make_pairs,
+    student_config_from_run,
+    train_student,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +88,7 @@ def test_strength_scales_the_teachers_change(tiny_teacher):
 
 def test_face_mask_keeps_the_teachers_change_off_hair_and_background(tiny_teacher):
     """--face-mask: the face changes as the teacher says, the crop's corners (hair, background) stay the input's."""
-    from facefx.crop import CropSpec, inner_face_radius
+    from facefx.runtime.crop import CropSpec, inner_face_radius
 
     x = np.random.default_rng(2).integers(90, 170, (2, 32, 32, 3), dtype=np.uint8)
     free = TeacherLabeler(tiny_teacher)(x).astype(int) - x
@@ -111,7 +118,8 @@ def test_few_student_steps_lower_the_loss(tmp_path, tiny_teacher):
     y = np.load(pairs / "targets.npy")
     np.save(pairs / "targets.npy", (y * 0.6).astype(np.uint8))
     cfg = StudentConfig(pairs=str(pairs), root=str(tmp_path / "s"), widths=(4, 8), n_blocks=1, batch=4, iters=60,
-                        lr=2e-3, bf16=False, sample_every=1000, eval_every=1000, log_every=10, lambda_gan=0.0, lambda_fm=0.0)
+                        lr=2e-3, bf16=False, sample_every=1000, eval_every=1000, log_every=10, lambda_gan=0.0,
+                        lambda_fm=0.0)
     run = train_student(cfg, progress=False)
     rows = [line.split(",") for line in (run / "losses.csv").read_text().splitlines()]
     col = rows[0].index("G_L1")
@@ -173,7 +181,7 @@ def test_widened_student_computes_what_the_narrow_one_did(mode):
 
 def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config):
     """--snapshot writes fp16 G and D with no optimizer state; --init from it starts at those weights, D included."""
-    from facefx.distill import snapshot_student
+    from facefx.train.distill import snapshot_student
 
     base = tiny_student_config
     first = train_student(StudentConfig(**base, iters=3), progress=False)
@@ -195,7 +203,7 @@ def test_student_snapshot_is_a_compact_warm_start(tmp_path, tiny_student_config)
 def test_student_lineage_lists_every_stage_even_after_the_init_is_overwritten(tmp_path, tiny_student_config):
     """A warm-started student records the stages behind it when it starts, so snapshotting it over the very folder
     it started from (students/<effect>, as shipped) still names the earlier run, and a resume keeps them."""
-    from facefx.distill import snapshot_student
+    from facefx.train.distill import snapshot_student
 
     base = tiny_student_config
     first = train_student(StudentConfig(**base, iters=3), progress=False)
@@ -213,7 +221,7 @@ def test_student_lineage_lists_every_stage_even_after_the_init_is_overwritten(tm
 def test_moving_average_generator_is_what_ships_and_survives_resume(tmp_path, tiny_student_config):
     """--ema: G.safetensors, the snapshot and the evaluation are the averaged weights; the raw ones stay in the
     checkpoint for --resume, which carries the average on instead of restarting it."""
-    from facefx.distill import snapshot_student
+    from facefx.train.distill import snapshot_student
 
     base = {**tiny_student_config, "lr": 1e-2}
     run = train_student(StudentConfig(**base, iters=4, ema=0.5), progress=False)
@@ -290,7 +298,7 @@ def test_discriminator_scale_judges_a_downscaled_view_and_old_runs_keep_full_sca
     import dataclasses
     import json
 
-    from facefx.distill import _d_view, student_config_from_run
+    from facefx.train.distill import _d_view, student_config_from_run
 
     x = torch.rand(2, 6, 64, 64) * 2 - 1
     assert _d_view(x, 2).shape == (2, 6, 32, 32) and _d_view(x, 1) is x
@@ -314,7 +322,7 @@ def test_teacher_feature_distillation_trains_adapters_that_never_ship(tmp_path, 
     export), a resume restores the adapters, and pairs that no single teacher direction labelled are refused."""
     import dataclasses
 
-    from facefx.distill import student_config_from_run
+    from facefx.train.distill import student_config_from_run
 
     pairs = make_pairs(PairsConfig(teacher=str(tiny_teacher), root=str(tmp_path / "p"), size=64, augment=1,
                                    judge_filter=False, batch=8), progress=False)

@@ -1,5 +1,5 @@
 """Export: a tiny random student (32 px) with a full lineage (faces -> teacher -> pairs -> student) goes through
-every format available here; each file round-trips through facefx.runtime with its contract, and bad inputs fail
+every format available here; each file round-trips through facefx.runtime.loader with its contract, and bad inputs fail
 with one clear line and nothing on disk."""
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from facefx import nets
-from facefx.crop import CropSpec
 from facefx.errors import FacefxError
-from facefx.export import ExportConfig, export_formats, export_student, psnr, read_faces, resolve_formats
+from facefx.export.exporter import ExportConfig, export_formats, export_student, read_faces, resolve_formats
 from facefx.manifest import content_hash, hash_files, new_manifest, read_manifest, verify_files, write_manifest
-from facefx.pixels import PIXEL_CONTRACT
-from facefx.runtime import load_model, read_contract
+from facefx.metrics import psnr
+from facefx.runtime.crop import CropSpec
+from facefx.runtime.loader import load_model, read_contract
+from facefx.runtime.pixels import PIXEL_CONTRACT
+from facefx.train import nets
 
 S = 32
 # global_context and internal_scale on: the whole-face branch (GlobalAveragePool + broadcast add) and the
@@ -71,7 +72,7 @@ def exported(student, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def faces_and_reference(student, faces_artifact):
     """Real held-out faces at the student's size and the PyTorch student's outputs on them."""
-    from facefx.prepare import load_faces
+    from facefx.train.prepare import load_faces
 
     _, paths = load_faces(faces_artifact, "test")
     x = read_faces(paths[:3], S)
@@ -86,7 +87,7 @@ def _formats(out: Path) -> dict:
 
 # ---- formats table ------------------------------------------------------------------------------------------------
 def test_formats_table_has_one_function_per_format():
-    from facefx.export import Exporter
+    from facefx.export.exporter import Exporter
 
     rows = export_formats()
     assert [r["name"] for r in rows] == ["onnx", "int8", "ort", "coreml", "tflite"]
@@ -126,7 +127,7 @@ def test_onnx_matches_pytorch_and_carries_the_contract(exported, student, faces_
     assert np.abs(effect(x) - ref).max() < 1e-3
     assert np.abs(ref - x).max() > 0.01  # the random student really changes the face
     contract = effect.contract
-    assert contract["crop"] == CropSpec(size=S).to_dict() and contract["pixels"] == PIXEL_CONTRACT
+    assert contract["crop"] == CropSpec(size=S).to_dict() and contract["pixels"].items() >= PIXEL_CONTRACT.items()
     assert contract["source"]["student_hash"] == content_hash(read_manifest(student))
     assert contract["metrics"]["l1_vs_teacher"] == 0.05
 
@@ -154,6 +155,40 @@ def test_ort_mobile_models_load_and_match(exported, faces_and_reference):
     assert psnr(load_model(exported / "age_int8.ort", effect="age")(x), ref) > 25
     config = (exported / "required_operators.config").read_text()
     assert "Conv" in config and "/tmp" not in config  # a reduced-build config naming the shipped files only
+    shipped = {f for f in _formats(exported)["ort"]["files"] if f.endswith(".ort")}
+    assert all(f"# - {f}" in config for f in shipped)  # the config covers every .ort that ships
+
+
+def test_ort_files_keep_standard_ops_that_nnapi_takes_whole(exported, tmp_path):
+    """The .ort graphs (basic optimizations) hold no CPU-only fused ops, and ONNX Runtime's usability checker finds
+    every node of them supported by NNAPI: one partition, nothing left on the CPU."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    from facefx.export.exporter import ep_usability, fill_empty_resize_roi
+
+    res = _formats(exported)["ort"]
+    for name in ("age.onnx", "age_int8.onnx"):
+        ort_name = name.replace(".onnx", ".ort")
+        create_config_from_models([exported / ort_name], tmp_path / "ops.config", False)
+        ops = (tmp_path / "ops.config").read_text()
+        assert "com.microsoft" not in ops and "FusedConv" not in ops and "QLinearConv" not in ops, ops
+        # Rebuild the graph the .ort holds (basic optimizations of the ROI-filled ONNX) and check it independently.
+        src = tmp_path / name
+        src.write_bytes((exported / name).read_bytes())
+        fill_empty_resize_roi(src)
+        assert not any(n.op_type == "Resize" and "" in list(n.input)[:2] for n in onnx.load(str(src)).graph.node)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(tmp_path / f"basic_{name}")
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        nnapi = ep_usability(tmp_path / f"basic_{name}")["nnapi"]
+        assert nnapi["supported_nodes"] == nnapi["nodes"] > 0 and nnapi["partitions"] == 1, nnapi
+        assert res["execution_providers"][ort_name]["nnapi"]["supported_nodes"] == \
+            res["execution_providers"][ort_name]["nnapi"]["nodes"]
+    cpu = res["cpu_optimized_variant"]
+    assert cpu["kept"] == ("age_int8_cpu.ort" in res["files"]) and (cpu["p50_ms"] < cpu["basic_p50_ms"]) == cpu["kept"]
 
 
 # ---- CoreML -------------------------------------------------------------------------------------------------------
@@ -175,6 +210,11 @@ def test_coreml_packages_take_and_return_rgb_images_with_the_contract(exported):
             assert (d.type.imageType.width, d.type.imageType.height) == (S, S)
         contract = read_contract(exported / name)
         assert contract["effect"] == "age" and contract["size"] == S and contract["format"] == "coreml"
+        # the contract states the package's real I/O: RGB images, 0-255 (the scaling is inside the model)
+        assert contract["pixels"]["layout"] == "image" and contract["pixels"]["range"] == [0.0, 255.0]
+        assert contract["pixels"]["dtype"] == "uint8" and contract["pixels"]["channels"] == "RGB"
+        assert (spec.description.input[0].type.imageType.colorSpace
+                == spec.description.output[0].type.imageType.colorSpace)
     n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in nets.build(SPEC).modules())
     assert _formats(exported)["coreml"]["weights_vs_pytorch"]["convs"] == n_convs
     if sys.platform != "darwin":  # a clear refusal instead of coremltools' failure at the first prediction
@@ -191,34 +231,107 @@ def test_coreml_predictions_match_pytorch(exported, faces_and_reference):  # pra
     assert np.abs(y - ref).max() < 0.05 and np.abs(y - ref).mean() < 0.01
 
 
+@pytest.mark.macos
+@pytest.mark.skipif(sys.platform != "darwin", reason="CoreML predictions need macOS")
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "models").glob("*/*.mlpackage")),
+                         ids=lambda p: p.name)
+def test_shipped_coreml_runs_and_prints_a_line_for_the_card(path):  # pragma: no cover - macOS only
+    """Run with -s on a Mac: prints a line to paste into the model card (compute units, measured time)."""
+    import platform
+    import statistics
+    import time
+
+    import coremltools as ct
+    from PIL import Image
+
+    size = read_contract(path)["size"]
+    img = Image.fromarray(np.full((size, size, 3), 128, np.uint8))
+    for units in (ct.ComputeUnit.ALL, ct.ComputeUnit.CPU_AND_GPU, ct.ComputeUnit.CPU_ONLY):
+        model = ct.models.MLModel(str(path), compute_units=units)
+        out = model.predict({"image": img})["output"]
+        assert out.size == (size, size)
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            model.predict({"image": img})
+            times.append((time.perf_counter() - t) * 1000)
+        print(f"\n| `{path.name}` | {platform.machine()} Mac, macOS {platform.mac_ver()[0]} | {units.name} | "
+              f"p50 {statistics.median(times):.2f} ms (coremltools predict, 20 runs) |")
+
+
 # ---- TFLite ---------------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(export_formats()[4]["status"] != "available", reason="litert-torch not installed (extra [tflite])")
-def test_tflite_matches_pytorch_and_carries_the_contract(exported, faces_and_reference):
+_NO_TFLITE = export_formats()[4]["status"] != "available"
+TFLITE = {"age.tflite": "fp32", "age_fp16.tflite": "fp16", "age_int8.tflite": "int8"}
+
+
+@pytest.mark.skipif(_NO_TFLITE, reason="litert-torch not installed (extra [tflite])")
+def test_tflite_is_nhwc_without_transposes_matches_and_passes_the_gpu_analyzer(exported, faces_and_reference):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from facefx.export.exporter import tflite_gpu_compatibility, tflite_ops
+
     x, ref = faces_and_reference
-    effect = load_model(exported / "age.tflite", effect="age", size=S)
-    assert np.abs(effect(x) - ref).max() < 1e-3
-    assert effect.contract["format"] == "tflite"
-    assert _formats(exported)["tflite"]["parity"]["max_abs_diff_vs_pytorch"] < 1e-3
+    fp32 = load_model(exported / "age.tflite", effect="age", size=S)
+    assert np.abs(fp32(x) - ref).max() < 1e-3
+    for name, precision in TFLITE.items():
+        path = exported / name
+        interp = Interpreter(model_path=str(path))
+        (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+        assert list(inp["shape"]) == list(out["shape"]) == [1, S, S, 3]  # NHWC at both ends
+        assert inp["dtype"] == out["dtype"] == np.float32  # int8 too: float I/O, quantized inside
+        ops = tflite_ops(path)
+        assert "TRANSPOSE" not in ops and ops["CONV_2D"] > 0
+        assert (ops.get("QUANTIZE", 0) > 0) == (precision == "int8")
+        assert (ops.get("DEQUANTIZE", 0) > 0) == (precision != "fp32")  # fp16 weights dequantized once at load
+        assert tflite_gpu_compatibility(path)[0]
+        model = load_model(path, effect="age", size=S)
+        assert model.contract["precision"] == precision and model.contract["pixels"]["layout"] == "NHWC"
+        if precision != "fp32":
+            assert psnr(model(x), fp32(x)) > (25 if precision == "int8" else 45)
+    par = _formats(exported)["tflite"]["parity"]
+    assert par["age.tflite"]["max_abs_diff_vs_pytorch"] < 1e-3 and par["age.tflite"]["psnr_vs_fp32_onnx_db"] > 60
+
+
+@pytest.mark.skipif(_NO_TFLITE, reason="litert-torch not installed (extra [tflite])")
+def test_tflite_metadata_says_image_in_and_out_with_normalization_and_the_contract(exported):
+    from facefx.assets.make_blazeface_model import _stub_metadata_version
+
+    _stub_metadata_version()
+    from mediapipe.tasks.python.metadata import metadata
+
+    for name in TFLITE:
+        md = json.loads(metadata.MetadataDisplayer.with_model_file(str(exported / name)).get_metadata_json())
+        sub = md["subgraph_metadata"][0]
+        for t in sub["input_tensor_metadata"] + sub["output_tensor_metadata"]:
+            assert t["content"]["content_properties"]["color_space"] == "RGB"
+            norm = t["process_units"][0]["options"]
+            assert norm["mean"] == [127.5] and norm["std"] == [127.5]
+        (custom,) = sub["custom_metadata"]
+        assert custom["name"] == "facefx"
+        assert read_contract(exported / name)["format"] == "tflite"
 
 
 def _shipped_tflite() -> list[Path]:
     return sorted((Path(__file__).resolve().parents[1] / "models").glob("*/*.tflite"))
 
 
-@pytest.mark.skipif(not _shipped_tflite(), reason="no TFLite model shipped")
+@pytest.mark.skipif(not _shipped_tflite(), reason="no TFLite model built here (python export/export.py --effect age "
+                                                  "--formats mobile)")
 @pytest.mark.parametrize("path", _shipped_tflite(), ids=lambda p: p.name)
 def test_shipped_tflite_runs_like_its_onnx_and_refuses_another_contract(path, faces_artifact, tmp_path):
-    """The LiteRT interpreter (a dependency) runs a shipped .tflite like the .onnx beside it, contract included."""
+    """A mobile export of a shipped effect runs like the committed .onnx beside it (it is converted from the student
+    snapshot, whose weights are stored in fp16), contract included."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from facefx.prepare import load_faces
+    from facefx.train.prepare import load_faces
 
     contract = read_contract(path)
     size, effect = contract["size"], contract["effect"]
     _, paths = load_faces(faces_artifact, "test")
     x = read_faces(paths[:2], size)
     lite = load_model(path, effect=effect, size=size, threads=1)
-    assert np.abs(lite(x) - load_model(path.with_suffix(".onnx"))(x)).max() < 1e-3
+    floor = {"fp32": 60, "fp16": 40, "int8": 28}[contract["precision"]]
+    assert psnr(lite(x), load_model(path.parent / f"{effect}.onnx")(x)) > floor
     with pytest.raises(FacefxError, match=f"is the {effect!r} effect"):
         load_model(path, effect="not-" + effect)
     bare = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
@@ -252,7 +365,7 @@ def test_manifest_and_model_card(exported, student):
 def test_model_card_of_a_swap_student_names_both_directions(exported):
     """A swap student (distill/pairs.py --direction swap) is described as one model for both ways, with its
     strength, and the teacher's judge figures for each direction."""
-    from facefx.modelcard import render_model_card
+    from facefx.export.modelcard import render_model_card
 
     m = read_manifest(exported, kind="export")
     student = {"direction": "swap", "strength": 2.0, "face_mask": True, "metrics": {"psnr_vs_teacher_db": 30.0},
@@ -274,7 +387,7 @@ def test_model_card_of_a_swap_student_names_both_directions(exported):
 
 def test_model_card_lists_every_export_command_in_one_table(exported):
     """An export with formats added later (--add) shows both commands as rows of the one lineage table."""
-    from facefx.modelcard import render_model_card
+    from facefx.export.modelcard import render_model_card
 
     m = read_manifest(exported, kind="export")
     m = {**m, "commands": ["export.py --student S", "export.py --student S --formats tflite --add"]}
@@ -300,7 +413,7 @@ def test_failed_export_leaves_the_old_folder_untouched(exported, student, tmp_pa
 def test_reexport_replaces_the_folder_only_when_complete(exported, student, tmp_path, monkeypatch):
     import shutil
 
-    from facefx.export import Exporter
+    from facefx.export.exporter import Exporter
 
     out = tmp_path / "age"
     shutil.copytree(exported, out)
@@ -318,7 +431,7 @@ def test_reexport_replaces_the_folder_only_when_complete(exported, student, tmp_
     monkeypatch.setattr(Exporter, "export_onnx", real_onnx)
     export_student(ExportConfig(student=str(student), out=str(out), formats=["onnx"], calib=2, eval_faces=2,
                                 repeats=1), log=lambda _l: None)
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "age.onnx", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "age.onnx", "contract.json", "manifest.json"]
     assert list(read_manifest(out, kind="export")["formats"]) == ["onnx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["age"]
 
@@ -345,6 +458,31 @@ def test_add_remakes_one_format_and_keeps_the_others(exported, student, tmp_path
     assert m["formats"]["ort"]["parity"]["age_int8.ort"]["psnr_vs_int8_onnx_db"] is None  # same as the kept int8
     verify_files(out, m)  # the manifest hashes every file, kept ones included
     assert "age_int8.onnx" in (out / "README.md").read_text()
+
+
+def test_mobile_formats_join_the_committed_onnx_files_without_touching_them(exported, student, tmp_path):
+    """--formats mobile: ort, coreml and tflite next to the ONNX files, which stay byte for byte (checked against the
+    manifest first: a flipped byte is refused before anything is converted)."""
+    import shutil
+
+    run, _ = resolve_formats(["mobile"])
+    assert {f.name for f in run} <= {"ort", "coreml", "tflite"} and "ort" in {f.name for f in run}
+    out = tmp_path / "age"
+    shutil.copytree(exported, out)
+    onnx_bytes = {f: (out / f).read_bytes() for f in ("age.onnx", "age_int8.onnx", "contract.json")}
+    export_student(ExportConfig(student=str(student), out=str(out), formats=["mobile"], calib=2, eval_faces=2,
+                                repeats=1, add=True), log=lambda _l: None)
+    assert {f: (out / f).read_bytes() for f in onnx_bytes} == onnx_bytes
+    m = read_manifest(out, kind="export")
+    verify_files(out, m)
+    assert m["formats"]["ort"]["machine"]["cores"] and m["formats"]["ort"]["faces"]["evaluation"] == 2
+    assert m["faces"] == read_manifest(exported, kind="export")["faces"]  # the ONNX export's record stays
+    flipped = bytearray((out / "age_int8.onnx").read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    (out / "age_int8.onnx").write_bytes(bytes(flipped))
+    with pytest.raises(FacefxError, match="does not match the hash"):
+        export_student(ExportConfig(student=str(student), out=str(out), formats=["mobile"], add=True),
+                       log=lambda _l: None)
 
 
 def test_add_refuses_an_export_of_another_student(exported, student, tmp_path):

@@ -10,14 +10,21 @@ import cv2
 import numpy as np
 import pytest
 
-from facefx import crop as cropgeo
 from facefx.errors import FacefxError
-from facefx.faces import FaceDetector
-from facefx.images import BadImage, read_rgb
-from facefx.manifest import (new_manifest, read_manifest, staged_dir, verify_files, write_manifest, hash_files,
-                             next_run_dir)
-from facefx.pixels import bgr_to_nchw, nchw_to_bgr, nchw_to_rgb, rgb_to_nchw
-from facefx.prepare import PrepareConfig, parse_filter, prepare_faces
+from facefx.manifest import (
+    hash_files,
+    new_manifest,
+    next_run_dir,
+    read_manifest,
+    staged_dir,
+    verify_files,
+    write_manifest,
+)
+from facefx.runtime import crop as cropgeo
+from facefx.runtime.faces import FaceDetector
+from facefx.runtime.images import BadImage, read_rgb
+from facefx.runtime.pixels import bgr_to_nchw, nchw_to_bgr, nchw_to_rgb, rgb_to_nchw
+from facefx.train.prepare import PrepareConfig, parse_filter, prepare_faces
 
 
 # ---- pixels ---------------------------------------------------------------------------------------------
@@ -92,8 +99,8 @@ def test_zoomed_crop_recropped_for_a_judge_matches_the_plain_crop(astronaut_rgb)
     crops is given) it matches the plain crop of the same face wherever the zoomed crop has pixels."""
     import torch
 
-    from facefx.judges import recrop
-    from facefx.pixels import rgb_to_nchw
+    from facefx.runtime.pixels import rgb_to_nchw
+    from facefx.train.judges import recrop
 
     plain = cropgeo.CropSpec(size=256)
     zoom = cropgeo.zoomed(plain, 1.4)

@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from helpers_onnx import make_effect_model, make_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +76,7 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(models_dir):
-    from facefx.runtime import load_model
+    from facefx.runtime.loader import load_model
 
     return load_model(models_dir / "age" / "age_int8.onnx", threads=1)
 
@@ -211,7 +210,7 @@ def test_user_errors_are_one_line_and_exit_2(case, webcam, face_video, models_di
 
 
 def test_ctrl_c_still_finalizes_the_video(webcam, frames, models_dir, tmp_path, monkeypatch, capsys):
-    import facefx.video as video
+    import facefx.runtime.video as video
 
     class InterruptedSource(video.ArraySource):
         def __iter__(self):
@@ -247,7 +246,7 @@ def test_image_and_folder_sources(webcam, frames, models_dir, tmp_path, capsys):
 
 
 def test_window_keys_split_view_switch_effect_and_quit(webcam, face_video, models_dir, monkeypatch, capsys):
-    import facefx.video as video
+    import facefx.runtime.video as video
 
     shown = []
 
@@ -284,8 +283,8 @@ def test_window_keys_split_view_switch_effect_and_quit(webcam, face_video, model
 
 # ---- the pipeline in memory: bit-exact checks ---------------------------------------------------------
 def test_bad_frames_are_skipped_and_counted_not_fatal(model, frames):
-    from facefx.pipeline import FaceEffectPipeline, StageTimer, run_stream
-    from facefx.video import ArraySource
+    from facefx.runtime.pipeline import FaceEffectPipeline, StageTimer, run_stream
+    from facefx.runtime.video import ArraySource
 
     gray = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)  # wrong shape (H, W)
     src = ArraySource([frames[0], None, gray, frames[NO_FACE], frames[4]], fps=10)
@@ -301,9 +300,9 @@ def test_bad_frames_are_skipped_and_counted_not_fatal(model, frames):
 
 
 def test_two_faces_and_a_face_at_the_edge_get_the_effect(model, models_dir, frames):
-    from facefx import crop as cropgeo
-    from facefx.pipeline import FaceEffectPipeline
-    from facefx.runtime import load_model
+    from facefx.runtime import crop as cropgeo
+    from facefx.runtime.loader import load_model
+    from facefx.runtime.pipeline import FaceEffectPipeline
 
     with FaceEffectPipeline(model, video=False) as pipe:
         out, faces = pipe.process(frames[TWO_FACES[0]], 0.0)
@@ -359,7 +358,7 @@ class FakeCamera:
 
 
 def test_camera_newest_frame_wins_and_unplugging_ends_cleanly(monkeypatch):
-    import facefx.video as video
+    import facefx.runtime.video as video
 
     monkeypatch.setattr(video.cv2, "VideoCapture", FakeCamera)
     t0 = time.monotonic()
@@ -376,7 +375,7 @@ def test_camera_newest_frame_wins_and_unplugging_ends_cleanly(monkeypatch):
 
 # ---- smoothing ----------------------------------------------------------------------------------------
 def test_keypoint_smoothing_removes_jitter_and_keeps_faces_apart():
-    from facefx.smoothing import FaceTracker
+    from facefx.runtime.smoothing import FaceTracker
 
     rng = np.random.default_rng(0)
     tracker = FaceTracker()

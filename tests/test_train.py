@@ -11,13 +11,22 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO
-from facefx import nets
-from facefx.cyclegan import (TeacherConfig, config_from_run, load_generator, lr_factor, shift_consistency, shift_image,
-                             snapshot, train_teacher, warp_image)
+
 from facefx.errors import FacefxError
 from facefx.manifest import read_manifest
+from facefx.train import nets
+from facefx.train.cyclegan import (
+    TeacherConfig,
+    config_from_run,
+    load_generator,
+    lr_factor,
+    shift_consistency,
+    shift_image,
+    snapshot,
+    train_teacher,
+    warp_image,
+)
 
 
 def tiny_cfg(faces: Path, root: Path, **kw) -> TeacherConfig:
@@ -103,9 +112,13 @@ def test_resume_continues_at_same_step_and_learning_rate(tmp_path, faces_artifac
 
 def test_cli_resume_may_lower_the_identity_loss_but_keeps_the_networks(tmp_path, faces_artifact):
     run = train_teacher(tiny_cfg(faces_artifact, tmp_path, iters=2), progress=False)
-    cmd = [sys.executable, str(REPO / "train" / "teacher.py"), "--resume", str(run), "--iters", "3",
-           "--lambda-idt", "0", "--ngf", "64"]  # --ngf is a network option: ignored on resume
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [sys.executable, str(REPO / "train" / "teacher.py"), "--resume", str(run), "--iters", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --ngf is a network option: refused on resume in one line, the run untouched
+    proc = subprocess.run(cmd + ["--ngf", "64"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "--ngf (the run's: 4) cannot change on resume" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and read_manifest(run)["progress"]["step"] == 2
+    proc = subprocess.run(cmd + ["--lambda-idt", "0"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-1500:]
     m = read_manifest(run)
     assert m["progress"]["step"] == 3 and m["config"]["lambda_idt"] == 0.0 and m["config"]["ngf"] == 4
@@ -129,8 +142,8 @@ def test_kill_saves_a_checkpoint_at_the_current_step(tmp_path, faces_artifact):
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err[-1500:]
-    assert "interrupted at step" in out
+    assert proc.returncode == 143, err[-1500:]  # saved, and the exit code says it was stopped, not finished
+    assert "interrupted at step" in out and "stopped by SIGTERM" in err
     step = read_manifest(next((tmp_path / "age").iterdir()))["progress"]["step"]
     assert 50 <= step < 100000
 

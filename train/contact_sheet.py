@@ -5,13 +5,7 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from facefx.errors import cli_main  # noqa: E402
+from facefx.errors import cli_main
 
 
 @cli_main
@@ -19,16 +13,16 @@ def main(argv: list[str] | None = None) -> None:
     import cv2
     import numpy as np
 
-    from facefx import crop as cropgeo
-    from facefx.data import read_crops
-    from facefx.prepare import load_faces
-    from facefx.sheets import grid, save_png
+    from facefx import options
+    from facefx.runtime import crop as cropgeo
+    from facefx.train.data import read_crops
+    from facefx.train.prepare import load_faces
+    from facefx.train.sheets import ContactSheetOptions, grid, save_png
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("faces", nargs="+", type=Path, help="face set folders (train/prepare.py)")
-    ap.add_argument("--n", type=int, default=8, help="faces per row")
-    ap.add_argument("--out", type=Path, required=True, help="PNG to write")
+    ap = options.ArgumentParser(description=__doc__)
+    options.add_options(ap, ContactSheetOptions)
     args = ap.parse_args(argv)
+    args = options.fill(args, options.resolve(ContactSheetOptions, args))
     rows = []
     for folder in args.faces:
         manifest, paths = load_faces(folder)

@@ -1,0 +1,5 @@
+import sys
+
+from facefx.console import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks: speed per device and backend, quality per effect."""

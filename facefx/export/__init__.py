@@ -1,0 +1,1 @@
+"""Exports (torch, onnx, coremltools, LiteRT): every shipped format and its model card."""

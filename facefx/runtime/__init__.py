@@ -1,0 +1,1 @@
+"""Torch-free run time: pixels, crop geometry, face detection, smoothing, video, pipeline and model loader."""
