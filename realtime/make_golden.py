@@ -22,10 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import cv2
 import numpy as np
+
+from facefx.metrics import psnr
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "golden"
@@ -167,11 +167,6 @@ def one_euro_trace(out: Path, tracker_cls) -> str:
     return "one_euro.json"
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
 def _compare_frames(a: dict, b: dict, new: Path, old: Path, tol: dict) -> list[str]:
     """Per-frame differences: face count, crop matrices, crops, model outputs and pasted frames."""
     problems = []
@@ -186,10 +181,11 @@ def _compare_frames(a: dict, b: dict, new: Path, old: Path, tol: dict) -> list[s
             # The crop, then each precision's model output.
             files = [(ga["crop"], gb["crop"])] + [(ga["output"][p], gb["output"][p]) for p in gb["output"]]
             for x, y in files:
-                db = psnr(cv2.imread(str(new / x)), cv2.imread(str(old / y)))
+                db = psnr(cv2.imread(str(new / x)), cv2.imread(str(old / y)), data_range=255.0)
                 if db < tol["crop_psnr_db"]:
                     problems.append(f"{y}: {db:.1f} dB from golden")
-        db = psnr(cv2.imread(str(new / fa["pasted"]["file"])), cv2.imread(str(old / fb["pasted"]["file"])))
+        db = psnr(cv2.imread(str(new / fa["pasted"]["file"])), cv2.imread(str(old / fb["pasted"]["file"])),
+                  data_range=255.0)
         if fa["pasted"]["region"] != fb["pasted"]["region"] or db < tol["pasted_psnr_db"]:
             problems.append(f"{fb['name']}: pasted region {fa['pasted']['region']} at {db:.1f} dB from golden")
     return problems

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from facefx.errors import FacefxError
+from facefx.manifest import sha256_file
 from facefx.runtime import crop as cropgeo
 from facefx.runtime import faces
 from facefx.runtime.pixels import PIXEL_CONTRACT
@@ -46,7 +46,7 @@ def pixels_for(fmt: str) -> dict:
 
 @functools.cache
 def _detector_sha256() -> str:
-    return hashlib.sha256(faces.model_path().read_bytes()).hexdigest()
+    return sha256_file(faces.model_path())
 
 
 def detector() -> dict:
