@@ -13,10 +13,7 @@ phone: benchmarks/README.md. Exit 2 with one line for a file that is not such ou
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from facefx.errors import cli_main
 

@@ -24,8 +24,6 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from facefx.bench import benchmark as bm
 
 REPO = Path(__file__).resolve().parents[1]
