@@ -55,8 +55,6 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Any]:
     if not values.get("student"):
         raise FacefxError("pass --student RUN_FOLDER (a student made by distill/student.py), --effect EFFECT, "
                           "--recipe FILE, or --list-formats")
-    if values.get("formats") and "mobile" in values["formats"]:
-        values["add"] = True  # mobile formats are converted next to the ONNX files already in --out
     return args, ExportConfig(**values)
 
 

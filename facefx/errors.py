@@ -11,13 +11,14 @@ Exit codes (every command; docs/cli.md lists each command's common errors):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -44,6 +45,30 @@ class Interrupted(KeyboardInterrupt):
 
 
 _last_signal: int | None = None  # the signal that stopped the current command, also where a loop caught it
+_deferring = 0  # depth of deferred_interrupts() blocks
+_pending: int | None = None  # a signal that arrived inside one, raised when the outermost block ends
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT (as interrupt_on_signals raises them) until the block ends.
+
+    A KeyboardInterrupt raised between two bytecodes of a Python wrapper around native code (MediaPipe's detector,
+    ONNX Runtime, OpenCV's video I/O) can leave that code's state half-updated, and closing it then crashed the
+    process (SIGSEGV instead of exit 143). Wrapped around each such call, the interrupt lands just after it.
+    """
+    global _deferring, _pending
+    if threading.current_thread() is not threading.main_thread():  # signals are only ever handled in the main
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring and _pending is not None:
+        signum, _pending = _pending, None
+        raise Interrupted(signum)
 
 
 def interrupt_exit_code(err: BaseException | None) -> int:
@@ -87,8 +112,8 @@ def cli_main(fn: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        global _last_signal
-        _last_signal = None
+        global _last_signal, _pending
+        _last_signal = _pending = None
         # Anything else is a bug. It propagates (so a caller in the same process, a test, sees it) and, at the
         # top of a command, Python exits with 1 after calling sys.excepthook: one line there, not a traceback.
         if sys.excepthook is sys.__excepthook__:
@@ -160,8 +185,11 @@ def interrupt_on_signals() -> Callable[[], None]:
         return lambda: None
 
     def interrupt(signum, _frame):
-        global _last_signal
+        global _last_signal, _pending
         _last_signal = int(signum)
+        if _deferring:
+            _pending = int(signum)  # deferred_interrupts() raises it once the native call has returned
+            return
         raise Interrupted(signum)
 
     old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from facefx.errors import FacefxError, os_error_message
+from facefx.errors import FacefxError, deferred_interrupts, os_error_message
 
 SCHEMA_VERSION = 1
 KINDS = ("faces", "teacher", "pairs", "student", "export", "judge")
@@ -61,7 +61,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        with deferred_interrupts():  # the temp file is named (and so removed below) before a signal can unwind
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -231,12 +232,15 @@ def staged_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
             if not up.is_dir():  # e.g. --root pointing at a file
                 raise FacefxError(f"{up} is a file, not a folder; pass a folder (or a new path) for the output")
             break
+    tmp = None
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
-    except OSError as err:
-        raise write_failed(final, err) from None
-    try:
+        # A signal landing between mkdtemp and `tmp =` would leave the folder behind: it waits until tmp is named.
+        with deferred_interrupts():
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+            except OSError as err:
+                raise write_failed(final, err) from None
         os.chmod(tmp, 0o755)  # mkdtemp makes folders owner-only; artifacts are meant to be shared
         yield tmp
         old = None
@@ -252,7 +256,8 @@ def staged_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise write_failed(final, err) from None
         raise

@@ -41,7 +41,7 @@ from torch import nn
 
 import facefx
 from facefx.bench.benchmark import machine_info, time_fn
-from facefx.errors import FacefxError
+from facefx.errors import FacefxError, deferred_interrupts
 from facefx.manifest import (
     check_student,
     content_hash,
@@ -164,6 +164,10 @@ class ExportConfig:
     # that needs its own environment (TFLite) joins an export made in the main one.
     add: bool = option(False, "keep the formats already in --out (an export of this same student) and make only "
                        "--formats; e.g. --formats tflite from an environment with litert-torch")
+
+    def __post_init__(self) -> None:
+        if self.formats and "mobile" in self.formats:
+            self.add = True  # mobile formats are converted next to the ONNX files already in `out`, which stay
 
 
 def _resolve_artifact(path: str) -> Path | None:
@@ -701,7 +705,10 @@ class Exporter:
             for fmt in formats:
                 t = time.perf_counter()
                 try:
-                    res = getattr(self, fmt.function)()
+                    # A signal waits for the converter to return: one cut mid-call (e.g. inside a native
+                    # extension's import) crashed the process instead of exiting 143 and removing the staging.
+                    with deferred_interrupts():
+                        res = getattr(self, fmt.function)()
                 except FacefxError as err:
                     raise FacefxError(f"{fmt.name}: {err}") from None
                 except Exception as err:  # converter bugs: one clear line, nothing shipped

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facefx.errors import FacefxError, interrupt_exit_code
+from facefx.errors import FacefxError, deferred_interrupts, interrupt_exit_code
 from facefx.runtime import crop as cropgeo
 from facefx.runtime.faces import DEFAULT_MIN_SCORE
 from facefx.runtime.pixels import bgr_to_nchw, nchw_to_bgr
@@ -255,7 +255,7 @@ def run_stream(source: FrameSource, pipeline: FaceEffectPipeline,
     try:
         while max_frames is None or stats.frames < max_frames:
             timer.start_frame()
-            with timer.stage("capture"):
+            with timer.stage("capture"), deferred_interrupts():
                 frame = next(it, None)
             if frame is None:
                 timer.end_frame(keep=False)
@@ -264,7 +264,8 @@ def run_stream(source: FrameSource, pipeline: FaceEffectPipeline,
             try:
                 if frame.image is None:
                     raise BadFrame(frame.error or "empty frame (None)")
-                result, faces = pipeline.process(frame.image, frame.t, timer)
+                with deferred_interrupts():
+                    result, faces = pipeline.process(frame.image, frame.t, timer)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # one bad frame must never end a live session
@@ -285,7 +286,7 @@ def run_stream(source: FrameSource, pipeline: FaceEffectPipeline,
             stats.processed += 1
             stats.with_faces += bool(faces)
             stats.faces += len(faces)
-            with timer.stage("output"):
+            with timer.stage("output"), deferred_interrupts():
                 keep_going = on_frame(frame, result, faces) if on_frame else True
             timer.end_frame()
             if keep_going is False:

@@ -34,7 +34,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 import cv2
 import numpy as np
 
-from facefx.errors import FacefxError
+from facefx.errors import FacefxError, deferred_interrupts
 from facefx.manifest import atomic_write_bytes, write_failed
 from facefx.runtime.images import IMAGE_SUFFIXES, BadImage, read_rgb
 
@@ -392,9 +392,14 @@ class FolderSink(FrameSink):
         self.written = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+            with deferred_interrupts():  # named before a signal can unwind past it
+                self._tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
         except OSError as err:
             raise write_failed(path, err) from None
+        except KeyboardInterrupt:  # arrived while the folder was made: no caller will close() this sink
+            if getattr(self, "_tmp", None) is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
 
     def write(self, frame: np.ndarray, name: str) -> None:
         target = self._tmp / f"{name}.png"
